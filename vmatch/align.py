@@ -1,0 +1,241 @@
+"""Temporal alignment: frame-level similarities -> copied segments (pure numpy).
+
+Where it sits: ... -> search (frame hits) -> **align** -> report.
+
+Given the (score-normalised) similarity matrix between the sampled frames of one query and one
+reference, find the chains of matching frames that advance together in time on both timelines,
+in the spirit of the temporal network (TN) of VCSL: a hit may follow another when both timelines
+move forward, the reference moving between ``min_speed`` and ``max_speed`` times as fast as the
+query (tolerating one sampling step of jitter on each side), with gaps of at most ``max_gap``
+seconds. Dynamic programming finds the chain with the largest total similarity; its cells are
+removed and the search repeats for further segments.
+
+This handles trimmed copies, copies inserted into unrelated footage, speed changes (0.75x-1.33x
+and a bit beyond) and different sampling rates of query and reference, because only
+presentation times are compared, never frame indices.
+
+Score of a segment: ``sum(similarity of its hits) / (hits + 1)``, i.e. the mean similarity shrunk
+towards 0 for short chains, so a single coincidental frame scores half of its similarity while a
+long consistent copy keeps nearly all of it. Scores are in similarity units and do not depend on
+any other reference or query, so one global threshold decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmatch.errors import UsageError
+from vmatch.types import Segment
+
+
+@dataclass(frozen=True)
+class AlignParams:
+    """Parameters of the temporal alignment.
+
+    Attributes:
+        hit_threshold: cells with a normalised similarity <= this are not hits.
+        top_k_per_row: keep at most this many best hits per query frame (bounds the work).
+        max_gap: seconds that may separate two consecutive hits of one segment (on each timeline).
+        min_speed, max_speed: allowed ratio reference-time / query-time between consecutive hits.
+        max_segments: segments returned per (query, reference) pair at most.
+        min_segment_score: segments scoring below this are dropped.
+    """
+
+    hit_threshold: float = 0.0
+    top_k_per_row: int = 5
+    max_gap: float = 6.0
+    min_speed: float = 0.5
+    max_speed: float = 2.0
+    max_segments: int = 5
+    min_segment_score: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not (0 < self.min_speed <= 1.0 <= self.max_speed):
+            raise UsageError("AlignParams: need 0 < min_speed <= 1 <= max_speed")
+        if self.max_gap <= 0:
+            raise UsageError("AlignParams: max_gap must be > 0 seconds")
+        if self.top_k_per_row < 1 or self.max_segments < 1:
+            raise UsageError("AlignParams: top_k_per_row and max_segments must be >= 1")
+
+
+def _median_step(t: np.ndarray) -> float:
+    if t.size < 2:
+        return 1.0
+    return float(np.median(np.diff(t)))
+
+
+def _extract_hits(sim: np.ndarray, params: AlignParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and scores of the hits: top-k cells per row above the hit threshold."""
+    n_q, n_r = sim.shape
+    k = min(params.top_k_per_row, n_r)
+    if k < n_r:
+        cols = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    else:
+        cols = np.broadcast_to(np.arange(n_r), (n_q, n_r))
+    rows = np.repeat(np.arange(n_q), cols.shape[1])
+    cols = cols.reshape(-1)
+    vals = sim[rows, cols]
+    keep = vals > params.hit_threshold
+    return rows[keep], cols[keep], vals[keep].astype(np.float64)
+
+
+def _best_chain(
+    tq: np.ndarray,
+    tr: np.ndarray,
+    val: np.ndarray,
+    alive: np.ndarray,
+    params: AlignParams,
+    step_q: float,
+    step_r: float,
+) -> tuple[float, list[int]]:
+    """Dynamic programming over hits sorted by query time; returns (total, hit indices)."""
+    n = tq.size
+    best = np.where(alive, val, -np.inf)
+    count = np.where(alive, 1, 0)
+    prev = np.full(n, -1, dtype=np.int64)
+    # Hits are sorted by query time; process groups of equal query time together.
+    starts = np.flatnonzero(np.r_[True, np.diff(tq) > 0])
+    ends = np.r_[starts[1:], n]
+    lo_ptr = 0
+    gap_q = params.max_gap + 0.5 * step_q
+    tol_r = step_r + 1e-6
+    for s, e in zip(starts, ends):
+        t_now = tq[s]
+        while lo_ptr < s and tq[lo_ptr] < t_now - gap_q:
+            lo_ptr += 1
+        if lo_ptr >= s:
+            continue
+        cur = np.arange(s, e)
+        cur = cur[alive[cur]]
+        if cur.size == 0:
+            continue
+        pred = np.arange(lo_ptr, s)
+        pred = pred[np.isfinite(best[pred])]
+        if pred.size == 0:
+            continue
+        dq = t_now - tq[pred]  # > 0
+        dr = tr[cur][:, None] - tr[pred][None, :]
+        ok = (
+            (dr >= -1e-9)
+            & (dr <= params.max_gap + step_r)
+            & (dr >= dq[None, :] * params.min_speed - tol_r)
+            & (dr <= dq[None, :] * params.max_speed + tol_r)
+        )
+        cand = np.where(ok, best[pred][None, :], -np.inf)
+        j = np.argmax(cand, axis=1)
+        bestpred = cand[np.arange(cur.size), j]
+        take = bestpred > 0
+        if np.any(take):
+            idx = cur[take]
+            best[idx] = val[idx] + bestpred[take]
+            prev[idx] = pred[j[take]]
+            count[idx] = count[pred[j[take]]] + 1
+    if not np.any(np.isfinite(best)):
+        return 0.0, []
+    # Rank chain ends by the length-shrunk score, not the raw total.
+    shrunk = np.where(np.isfinite(best), best / (count + 1.0), -np.inf)
+    end = int(np.argmax(shrunk))
+    chain = []
+    cur_i = end
+    while cur_i >= 0:
+        chain.append(cur_i)
+        cur_i = int(prev[cur_i])
+    chain.reverse()
+    return float(best[end]), chain
+
+
+def _trim_chain(chain: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
+    """Drop weak hits at either end of a chain (the DP maximises the total, so it happily
+    extends a copy by a few coincidental low hits in the unrelated footage around it)."""
+    lo, hi = 0, chain.size
+    while hi - lo > 1:
+        score = total / (hi - lo + 1.0)
+        v_lo, v_hi = vals[chain[lo]], vals[chain[hi - 1]]
+        if min(v_lo, v_hi) >= 0.5 * score:
+            break
+        if v_lo <= v_hi:
+            total -= v_lo
+            lo += 1
+        else:
+            total -= v_hi
+            hi -= 1
+    return chain[lo:hi]
+
+
+def align_pair(
+    sim: np.ndarray,
+    query_times: np.ndarray,
+    reference_times: np.ndarray,
+    params: AlignParams = AlignParams(),
+) -> list[Segment]:
+    """Find copied segments between one query and one reference.
+
+    Args:
+        sim: [Nq, Nr] score-normalised similarities (query frames x reference frames).
+        query_times: [Nq] presentation times of the query frames (seconds, increasing).
+        reference_times: [Nr] presentation times of the reference frames.
+        params: alignment parameters.
+
+    Returns:
+        Segments sorted by score, best first (possibly empty).
+
+    Example:
+        >>> import numpy as np
+        >>> s = np.full((6, 6), -0.1); s[np.arange(2, 6), np.arange(0, 4)] = 0.5
+        >>> seg = align_pair(s, np.arange(6.0), np.arange(6.0))[0]
+        >>> (seg.query_start, seg.query_end, seg.reference_start, seg.reference_end)
+        (2.0, 5.0, 0.0, 3.0)
+    """
+    sim = np.asarray(sim, dtype=np.float32)
+    tq_all = np.asarray(query_times, dtype=np.float64)
+    tr_all = np.asarray(reference_times, dtype=np.float64)
+    if sim.ndim != 2 or sim.shape != (tq_all.size, tr_all.size):
+        raise UsageError(
+            f"align_pair: similarity matrix {sim.shape} does not match {tq_all.size} query and "
+            f"{tr_all.size} reference timestamps"
+        )
+    if sim.size == 0:
+        return []
+    rows, cols, vals = _extract_hits(sim, params)
+    if rows.size == 0:
+        return []
+    order = np.lexsort((cols, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    tq = tq_all[rows]
+    tr = tr_all[cols]
+    step_q = _median_step(tq_all)
+    step_r = _median_step(tr_all)
+    alive = np.ones(rows.size, dtype=bool)
+    segments: list[Segment] = []
+    for _ in range(params.max_segments):
+        if not np.any(alive):
+            break
+        total, chain = _best_chain(tq, tr, vals, alive, params, step_q, step_r)
+        if not chain:
+            break
+        c = _trim_chain(np.asarray(chain), vals, total)
+        score = float(vals[c].sum()) / (c.size + 1.0)
+        if score < params.min_segment_score:
+            break
+        seg = Segment(
+            query_start=float(tq[c[0]]),
+            query_end=float(tq[c[-1]]),
+            reference_start=float(tr[c[0]]),
+            reference_end=float(tr[c[-1]]),
+            score=float(score),
+        )
+        segments.append(seg)
+        # Remove the chain's hits and every hit inside the segment's box: other hits there are
+        # the same copy seen through neighbouring frames, not a second copy.
+        inside = (
+            (tq >= seg.query_start - 1e-9)
+            & (tq <= seg.query_end + 1e-9)
+            & (tr >= seg.reference_start - step_r)
+            & (tr <= seg.reference_end + step_r)
+        )
+        alive[c] = False
+        alive &= ~inside
+    segments.sort(key=lambda s: -s.score)
+    return segments

@@ -1,0 +1,684 @@
+"""The bank: reference frame embeddings in FAISS plus their metadata in SQLite.
+
+Where it sits: embed -> **bank** (add / remove / search) -> align.
+
+Layout of a bank directory::
+
+    DIR/bank.sqlite        metadata, and the source of truth: one row per reference with its
+                           id, duration, content hash, time added, frame timestamps and features
+    DIR/index.<G>.faiss    FAISS index (IndexIDMap2 over inner product) of every reference frame,
+                           as of generation G of the database (a cache: rebuilt if missing/stale)
+    DIR/.writer.lock       held by the one process that writes
+
+Atomicity. Each reference is added (or replaced, or removed) in one SQLite transaction (WAL
+journal, ``synchronous=FULL``), which also bumps the bank's *generation*. A process killed at any
+instant leaves the database at the last committed reference. The FAISS file is written to a
+temporary name, fsynced and renamed, and named by the generation it reflects; a reader that finds
+it older than the database brings its in-memory copy up to date from the database (adding the
+missing frames, removing the deleted ones) without writing anything. So an interrupted ``index``
+leaves the bank as it was after the last complete file, never half-written, always loadable.
+
+Concurrency. One writer at a time (an exclusive ``flock`` on ``.writer.lock``); any number of
+readers, each of which sees one consistent generation (a single read transaction), never half of
+a change.
+
+Privacy. Only embeddings and metadata are stored: never frames, never media.
+
+No pickle anywhere: SQLite rows, little-endian numpy buffers and FAISS's own format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vmatch.errors import BankError, BankNotFoundError, ModelMismatchError, UsageError
+from vmatch.types import ReferenceInfo, VideoEmbedding
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DB_NAME = "bank.sqlite"
+LOCK_NAME = ".writer.lock"
+_INDEX_RE = re.compile(r"^index\.(\d+)\.faiss$")
+_REF_ID_RE = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS refs (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    ref_id TEXT NOT NULL UNIQUE,
+    duration REAL NOT NULL,
+    n_frames INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    first_fid INTEGER NOT NULL,
+    timestamps BLOB NOT NULL,
+    features BLOB NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}'
+)""",
+    "CREATE INDEX IF NOT EXISTS refs_sha256 ON refs (sha256)",
+)
+
+
+def validate_ref_id(ref_id: str) -> str:
+    """Return ``ref_id`` if it is a usable reference id, else raise UsageError."""
+    if not isinstance(ref_id, str) or not _REF_ID_RE.match(ref_id) or ref_id.strip() != ref_id:
+        raise UsageError(
+            f"invalid reference id {ref_id!r}: use 1-255 printable characters, no '/' or '\\', "
+            "no leading/trailing spaces"
+        )
+    return ref_id
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class FrameHits:
+    """Result of a frame-level search: for each query frame, the k best reference frames.
+
+    ``ref_index`` [Nq, k] indexes :attr:`BankSnapshot.ref_ids` (-1 where no hit), ``frame_index``
+    [Nq, k] the frame inside that reference, ``similarity`` [Nq, k] the raw inner product.
+    """
+
+    ref_index: np.ndarray
+    frame_index: np.ndarray
+    similarity: np.ndarray
+
+
+class _Snapshot:
+    """One consistent generation of the bank held in memory for searching."""
+
+    def __init__(
+        self,
+        generation: int,
+        dim: int,
+        ref_ids: list[str],
+        first_fids: np.ndarray,
+        n_frames: np.ndarray,
+        timestamps: list[np.ndarray],
+        durations: np.ndarray,
+        index,  # faiss.IndexIDMap2
+    ) -> None:
+        self.generation = generation
+        self.dim = dim
+        self.ref_ids = ref_ids
+        self.first_fids = first_fids
+        self.n_frames = n_frames
+        self.timestamps = timestamps
+        self.durations = durations
+        self.index = index
+        self.ref_pos = {r: i for i, r in enumerate(ref_ids)}
+
+
+class Bank:
+    """A bank of reference videos. Open with :meth:`Bank.open` (or :meth:`Bank.create`).
+
+    Example:
+        >>> bank = Bank.open("index", create=True, model="effnet-lite0-gem")   # doctest: +SKIP
+        >>> bank.add("known/clip.mp4")                                          # doctest: +SKIP
+        >>> report = bank.match("upload.mp4")                                   # doctest: +SKIP
+        >>> [(m.reference, m.score) for m in report.matches]                    # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, spec_json: str, *, device: str) -> None:
+        self.path = path
+        self._conn = conn
+        self._spec_json = spec_json
+        self._device = device
+        self._lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._snapshot: _Snapshot | None = None
+        self._embedder = None
+        self._background = None
+        self._dirty = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, model=None, device: str = "auto") -> "Bank":
+        """Create a new empty bank at ``path`` for ``model`` (a ModelSpec or registry name)."""
+        p = Path(path)
+        if (p / DB_NAME).exists():
+            raise BankError(f"{p}: a bank already exists here; open it with Bank.open")
+        return cls.open(p, create=True, model=model, device=device)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        create: bool = False,
+        model=None,
+        device: str = "auto",
+    ) -> "Bank":
+        """Open the bank at ``path``.
+
+        Args:
+            path: the bank directory.
+            create: create an empty bank if none exists (the directory too).
+            model: for a new bank, the model (ModelSpec or registry name; default model if None).
+                For an existing bank, if given, it must be the bank's model, else
+                :class:`ModelMismatchError`.
+            device: where the bank's embedder runs when it embeds videos ("auto", "cpu", "cuda").
+
+        Raises:
+            BankNotFoundError: no bank at ``path`` and ``create`` is false.
+            BankError: the bank is corrupted or unreadable (the message says which file).
+            ModelMismatchError: ``model`` differs from the bank's model.
+        """
+        from vmatch.models import ModelSpec, get_model_spec
+
+        p = Path(path)
+        db = p / DB_NAME
+        if not db.exists():
+            if not create:
+                raise BankNotFoundError(
+                    f"{p}: no bank here ({DB_NAME} missing); create one with `vmatch index --bank {p} ...`"
+                )
+            if p.exists() and not p.is_dir():
+                raise BankError(f"{p}: exists and is not a directory")
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BankError(f"{p}: cannot create bank directory: {e.strerror or e}") from e
+        if isinstance(model, str):
+            model = get_model_spec(model)
+        try:
+            conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            new = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()[0] == 0
+            if new:
+                if not create:
+                    raise BankError(f"{db}: not a vmatch bank (no meta table)")
+                spec = model if model is not None else get_model_spec(None)
+                with _txn(conn):
+                    for stmt in _SCHEMA:  # (executescript would commit the open transaction)
+                        conn.execute(stmt)
+                    conn.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        [
+                            ("format_version", str(FORMAT_VERSION)),
+                            ("model_spec", spec.to_json()),
+                            ("model_id", spec.model_id),
+                            ("dim", str(spec.dim)),
+                            ("generation", "0"),
+                            ("next_fid", "0"),
+                            ("created_at", _now()),
+                        ],
+                    )
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as e:
+            raise BankError(
+                f"{db}: bank is corrupted or unreadable ({e}); restore it from a backup or "
+                "re-index into a new bank"
+            ) from e
+        try:
+            fv = int(meta["format_version"])
+            spec_json = meta["model_spec"]
+            stored = ModelSpec.from_dict(json.loads(spec_json))
+        except (KeyError, ValueError, TypeError) as e:
+            conn.close()
+            raise BankError(f"{db}: bank metadata is corrupted ({e!r}); re-index into a new bank") from e
+        if fv > FORMAT_VERSION:
+            conn.close()
+            raise BankError(
+                f"{db}: bank format {fv} is newer than this vmatch understands ({FORMAT_VERSION}); "
+                "upgrade vmatch"
+            )
+        if model is not None and model.model_id != stored.model_id:
+            conn.close()
+            raise ModelMismatchError(
+                f"{p}: bank holds embeddings of model {stored.model_id}, not {model.model_id}; "
+                "use a bank made with the same model, or a new bank"
+            )
+        return cls(p, conn, spec_json, device=device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def spec(self):
+        """The :class:`~vmatch.models.ModelSpec` of every embedding in this bank."""
+        from vmatch.models import ModelSpec
+
+        return ModelSpec.from_dict(json.loads(self._spec_json))
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    @property
+    def generation(self) -> int:
+        return int(self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    def close(self) -> None:
+        """Save the FAISS index if this process changed the bank, release the writer lock."""
+        if self._closed:
+            return
+        try:
+            if self._dirty:
+                self.save_index()
+        finally:
+            self._release_writer()
+            self._conn.close()
+            self._closed = True
+
+    def __enter__(self) -> "Bank":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writer lock
+    def _acquire_writer(self, timeout: float = 30.0) -> None:
+        if self._lock_fd is not None:
+            return
+        lock_path = self.path / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise BankError(f"{lock_path}: cannot lock bank for writing: {e}") from e
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise BankError(
+                        f"{self.path}: another process is writing to this bank; wait for it to finish"
+                    ) from e
+                time.sleep(0.1)
+        self._lock_fd = fd
+        self._cleanup_temp_files()
+
+    def _release_writer(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _cleanup_temp_files(self) -> None:
+        for f in self.path.glob(".tmp-index.*"):
+            with contextlib.suppress(OSError):
+                f.unlink()
+
+    # ------------------------------------------------------------------ writes
+    def add(
+        self,
+        item,
+        *,
+        ref_id: str | None = None,
+        fps: float = 1.0,
+        source_name: str = "",
+        extra: dict | None = None,
+    ) -> ReferenceInfo:
+        """Add (or replace) one reference.
+
+        Args:
+            item: a :class:`VideoEmbedding` (embedded elsewhere with this bank's model), or the
+                path of a video file, which is then decoded and embedded with the bank's model.
+            ref_id: the reference id; default: the embedding's ``video_id`` / the file name
+                without extension. An existing reference with this id is replaced atomically.
+            fps: sampling rate for a video file.
+            source_name: a note of where it came from (file name); the media itself is never stored.
+
+        Returns:
+            The stored :class:`ReferenceInfo`.
+        """
+        if isinstance(item, VideoEmbedding):
+            emb = item
+        else:
+            from vmatch.pipeline import embed_video
+
+            emb = embed_video(item, self.embedder(), fps=fps, video_id=ref_id)
+            source_name = source_name or Path(item).name
+        return self.add_embedding(emb, ref_id=ref_id, source_name=source_name, extra=extra)
+
+    def add_embedding(
+        self,
+        emb: VideoEmbedding,
+        *,
+        ref_id: str | None = None,
+        source_name: str = "",
+        extra: dict | None = None,
+    ) -> ReferenceInfo:
+        """Store one :class:`VideoEmbedding` as a reference (replacing one of the same id)."""
+        rid = validate_ref_id(ref_id if ref_id is not None else emb.video_id)
+        if emb.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"{rid}: embedding made with model {emb.model_id}, but bank {self.path} holds "
+                f"model {self.model_id}"
+            )
+        if emb.dim != self.spec.dim:
+            raise ModelMismatchError(f"{rid}: embedding dimension {emb.dim} != bank dimension {self.spec.dim}")
+        if len(emb) == 0:
+            raise UsageError(f"{rid}: no frames to add")
+        feats = np.ascontiguousarray(emb.features, dtype="<f4")
+        ts = np.ascontiguousarray(emb.timestamps, dtype="<f8")
+        added = _now()
+        with self._lock:
+            self._acquire_writer()
+            conn = self._conn
+            try:
+                with _txn(conn, immediate=True):
+                    next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
+                    conn.execute("DELETE FROM refs WHERE ref_id = ?", (rid,))
+                    conn.execute(
+                        "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
+                        " first_fid, timestamps, features, extra) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            rid,
+                            float(emb.duration),
+                            len(emb),
+                            emb.sha256,
+                            source_name,
+                            added,
+                            next_fid,
+                            ts.tobytes(),
+                            feats.tobytes(),
+                            json.dumps(extra or {}, sort_keys=True),
+                        ),
+                    )
+                    conn.execute(
+                        "UPDATE meta SET value = ? WHERE key='next_fid'", (str(next_fid + len(emb)),)
+                    )
+                    conn.execute(
+                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
+                    )
+            except sqlite3.Error as e:
+                raise _db_write_error(self.path, rid, e) from e
+            self._dirty = True
+            self._snapshot = None
+        return ReferenceInfo(
+            reference=rid,
+            duration=float(emb.duration),
+            n_frames=len(emb),
+            sha256=emb.sha256,
+            added_at=added,
+            source_name=source_name,
+            extra=dict(extra or {}),
+        )
+
+    def remove(self, ref_ids: list[str] | tuple[str, ...] | str) -> list[str]:
+        """Remove references by id; returns the ids that were present (and are now gone)."""
+        if isinstance(ref_ids, str):
+            ref_ids = [ref_ids]
+        with self._lock:
+            self._acquire_writer()
+            removed: list[str] = []
+            try:
+                with _txn(self._conn, immediate=True):
+                    for rid in ref_ids:
+                        cur = self._conn.execute("DELETE FROM refs WHERE ref_id = ?", (rid,))
+                        if cur.rowcount:
+                            removed.append(rid)
+                    if removed:
+                        self._conn.execute(
+                            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
+                        )
+            except sqlite3.Error as e:
+                raise _db_write_error(self.path, ",".join(ref_ids), e) from e
+            if removed:
+                self._dirty = True
+                self._snapshot = None
+        return removed
+
+    # ------------------------------------------------------------------ reads
+    def list(self) -> list[ReferenceInfo]:
+        """Every reference, ordered by id."""
+        rows = self._conn.execute(
+            "SELECT ref_id, duration, n_frames, sha256, added_at, source_name, extra FROM refs ORDER BY ref_id"
+        ).fetchall()
+        return [
+            ReferenceInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows
+        ]
+
+    def get(self, ref_id: str) -> ReferenceInfo | None:
+        r = self._conn.execute(
+            "SELECT ref_id, duration, n_frames, sha256, added_at, source_name, extra FROM refs WHERE ref_id=?",
+            (ref_id,),
+        ).fetchone()
+        return None if r is None else ReferenceInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"))
+
+    def find_by_sha256(self, sha256: str) -> list[str]:
+        """Ids of the references whose source file had this content hash."""
+        return [r[0] for r in self._conn.execute("SELECT ref_id FROM refs WHERE sha256=?", (sha256,))]
+
+    def reference_embedding(self, ref_id: str) -> VideoEmbedding:
+        """The stored embedding of one reference."""
+        r = self._conn.execute(
+            "SELECT duration, sha256, timestamps, features FROM refs WHERE ref_id=?", (ref_id,)
+        ).fetchone()
+        if r is None:
+            raise KeyError(ref_id)
+        return VideoEmbedding(
+            video_id=ref_id,
+            timestamps=np.frombuffer(r[2], dtype="<f8"),
+            features=np.frombuffer(r[3], dtype="<f4").reshape(-1, self.spec.dim),
+            duration=r[0],
+            model_id=self.model_id,
+            sha256=r[1],
+        )
+
+    def info(self) -> dict:
+        """Summary of the bank: counts, model, generation, sizes on disk."""
+        snap = self.snapshot()
+        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        created = self._conn.execute("SELECT value FROM meta WHERE key='created_at'").fetchone()[0]
+        return {
+            "path": str(self.path),
+            "format_version": FORMAT_VERSION,
+            "model_id": self.model_id,
+            "model": json.loads(self._spec_json),
+            "references": len(snap.ref_ids),
+            "frames": int(snap.n_frames.sum()) if len(snap.ref_ids) else 0,
+            "seconds": float(snap.durations.sum()) if len(snap.ref_ids) else 0.0,
+            "generation": snap.generation,
+            "index_type": type(snap.index).__name__,
+            "bytes_on_disk": size,
+            "created_at": created,
+        }
+
+    # ------------------------------------------------------------------ the FAISS index
+    def _index_files(self) -> list[tuple[int, Path]]:
+        out = []
+        for f in self.path.iterdir():
+            m = _INDEX_RE.match(f.name)
+            if m:
+                out.append((int(m.group(1)), f))
+        return sorted(out)
+
+    def snapshot(self) -> _Snapshot:
+        """The in-memory, consistent view of the current generation (loaded on demand)."""
+        with self._lock:
+            gen = self.generation
+            if self._snapshot is not None and self._snapshot.generation == gen:
+                return self._snapshot
+            self._snapshot = self._load_snapshot()
+            return self._snapshot
+
+    def _load_snapshot(self) -> _Snapshot:
+        import faiss
+
+        dim = self.spec.dim
+        conn = self._conn
+        with _txn(conn):  # one read transaction: one generation
+            gen = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            rows = conn.execute(
+                "SELECT pk, ref_id, first_fid, n_frames, duration, timestamps FROM refs ORDER BY first_fid"
+            ).fetchall()
+            ref_ids = [r[1] for r in rows]
+            first = np.array([r[2] for r in rows], dtype=np.int64)
+            nfr = np.array([r[3] for r in rows], dtype=np.int64)
+            dur = np.array([r[4] for r in rows], dtype=np.float64)
+            tss = [np.frombuffer(r[5], dtype="<f8").astype(np.float64) for r in rows]
+            index = None
+            for g, f in reversed(self._index_files()):
+                if g > gen:
+                    continue
+                try:
+                    index = faiss.read_index(str(f))
+                    if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
+                        raise ValueError(f"unexpected index type {type(index).__name__} / dim {index.d}")
+                    break
+                except FileNotFoundError:
+                    continue
+                except Exception as e:  # a damaged cache file: rebuild from the database
+                    log.warning("%s: cannot read (%s); rebuilding the index from the database", f, e)
+                    index = None
+                    break
+            if index is None:
+                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            present = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
+            expected = (
+                np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in zip(first, nfr)])
+                if len(rows)
+                else np.zeros(0, np.int64)
+            )
+            extra_ids = np.setdiff1d(present, expected, assume_unique=True)
+            if extra_ids.size:
+                index.remove_ids(extra_ids)
+            missing = np.setdiff1d(expected, present, assume_unique=True)
+            if missing.size:
+                miss_refs = np.unique(np.searchsorted(first, missing, side="right") - 1)
+                for i in miss_refs:
+                    pk = rows[i][0]
+                    blob = conn.execute("SELECT features FROM refs WHERE pk=?", (pk,)).fetchone()[0]
+                    feats = np.frombuffer(blob, dtype="<f4").reshape(-1, dim)
+                    ids = np.arange(first[i], first[i] + nfr[i], dtype=np.int64)
+                    sel = np.isin(ids, missing)
+                    index.add_with_ids(np.ascontiguousarray(feats[sel]), ids[sel])
+        return _Snapshot(gen, dim, ref_ids, first, nfr, tss, dur, index)
+
+    def save_index(self) -> Path | None:
+        """Write the FAISS index of the current generation atomically (temp file, fsync, rename).
+
+        Only the writer saves. Older index files are deleted afterwards.
+        """
+        import faiss
+
+        with self._lock:
+            self._acquire_writer()
+            snap = self.snapshot()
+            target = self.path / f"index.{snap.generation}.faiss"
+            tmp = self.path / f".tmp-index.{os.getpid()}.{snap.generation}"
+            try:
+                faiss.write_index(snap.index, str(tmp))
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+                _fsync_dir(self.path)
+            except (OSError, RuntimeError) as e:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                # The database stays the truth; readers rebuild from it. Not fatal.
+                log.warning("%s: could not save the FAISS index (%s); it will be rebuilt on load", self.path, e)
+                return None
+            for g, f in self._index_files():
+                if g != snap.generation:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+            self._dirty = False
+            return target
+
+    def search(self, features: np.ndarray, k: int) -> FrameHits:
+        """k-nearest reference frames of each query frame (inner product on L2-normalised rows)."""
+        snap = self.snapshot()
+        q = np.ascontiguousarray(features, dtype=np.float32)
+        nq = q.shape[0]
+        if snap.index.ntotal == 0 or nq == 0:
+            shape = (nq, 0)
+            return FrameHits(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.float32))
+        k = min(k, snap.index.ntotal)
+        sim, ids = snap.index.search(q, k)
+        valid = ids >= 0
+        ref_idx = np.searchsorted(snap.first_fids, np.where(valid, ids, 0), side="right") - 1
+        frame_idx = np.where(valid, ids - snap.first_fids[np.maximum(ref_idx, 0)], -1)
+        ref_idx = np.where(valid, ref_idx, -1)
+        return FrameHits(ref_idx, frame_idx, sim)
+
+    def reference_vectors(self, ref_pos: int) -> np.ndarray:
+        """[n, D] frame features of the reference at position ``ref_pos`` of the snapshot."""
+        snap = self.snapshot()
+        a, n = int(snap.first_fids[ref_pos]), int(snap.n_frames[ref_pos])
+        return snap.index.reconstruct_batch(np.arange(a, a + n, dtype=np.int64))
+
+    # ------------------------------------------------------------------ embedding & matching
+    def embedder(self):
+        """The embedder of this bank's model (built on first use, on the bank's device)."""
+        if self._embedder is None:
+            from vmatch.embed import make_embedder
+
+            self._embedder = make_embedder(self.spec, device=self._device)
+        return self._embedder
+
+    def set_embedder(self, embedder) -> None:
+        """Use this embedder (its spec must be the bank's model) instead of building one."""
+        if embedder.spec.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"embedder model {embedder.spec.model_id} != bank model {self.model_id}"
+            )
+        self._embedder = embedder
+
+    def match(self, item, *, fps: float = 1.0, params=None, min_score: float | None = None):
+        """Match a query video (path) or :class:`VideoEmbedding` against this bank.
+
+        Returns:
+            A :class:`~vmatch.types.MatchReport` with matches sorted by score.
+        """
+        from vmatch.pipeline import match_query
+
+        return match_query(self, item, fps=fps, params=params, min_score=min_score)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _txn(conn: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def _db_write_error(path: Path, what: str, e: sqlite3.Error) -> BankError:
+    msg = str(e)
+    if "full" in msg.lower():
+        return BankError(f"{path}: disk full while writing {what}; nothing was written for it")
+    return BankError(f"{path}: could not write {what} ({msg}); nothing was written for it")

@@ -1,0 +1,352 @@
+"""Command line: ``vmatch index | match | remove | info | list | demo``.
+
+Exit codes: 0 success; 1 some inputs failed (the others were processed); 2 usage errors (bad
+flags, missing or corrupted bank, model mismatch); 130 interrupted.
+
+Heavy modules (torch, faiss, av) are imported inside the commands so that ``vmatch --help`` is
+instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from vmatch import __version__
+from vmatch.errors import BankError, ModelMismatchError, UsageError, VmatchError
+
+DEFAULT_BANK = "index"
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _err(msg: str) -> None:
+    print(f"vmatch: error: {msg}", file=sys.stderr, flush=True)
+
+
+def _fps(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0 < v <= 120):
+        raise argparse.ArgumentTypeError("must be > 0 and <= 120 frames per second")
+    return v
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--bank", default=DEFAULT_BANK, metavar="DIR", help=f"bank directory (default: ./{DEFAULT_BANK})"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+
+    embed_opts = argparse.ArgumentParser(add_help=False)
+    embed_opts.add_argument(
+        "--device", default="auto", help="where the CNN runs: auto (GPU if present), cpu, cuda, cuda:N"
+    )
+    embed_opts.add_argument("--fps", type=_fps, default=1.0, help="sampled frames per second (default 1)")
+    embed_opts.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default 32)")
+    embed_opts.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for the CNN (default: all cores)"
+    )
+
+    p = argparse.ArgumentParser(
+        prog="vmatch",
+        description="Near-duplicate video matching: index known videos into a bank, match uploads against it.",
+    )
+    p.add_argument("--version", action="version", version=f"vmatch {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    pi = sub.add_parser(
+        "index", parents=[common, embed_opts], help="add reference videos (files or directories) to a bank"
+    )
+    pi.add_argument("paths", nargs="+", metavar="PATH")
+    pi.add_argument("--id", dest="ref_id", default=None, help="reference id (only with a single file)")
+    pi.add_argument(
+        "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
+    )
+
+    pm = sub.add_parser("match", parents=[common, embed_opts], help="match query videos against a bank")
+    pm.add_argument("paths", nargs="+", metavar="PATH")
+    pm.add_argument("--json", action="store_true", help="one JSON object per query per line on stdout")
+    pm.add_argument(
+        "--min-score", type=float, default=None, help="list matches scoring at least this (default: the threshold)"
+    )
+    pm.add_argument(
+        "--threshold", type=float, default=None, help="decision threshold (default: the model's calibration)"
+    )
+
+    pr = sub.add_parser("remove", parents=[common], help="remove references by id")
+    pr.add_argument("ids", nargs="+", metavar="ID")
+
+    pinfo = sub.add_parser("info", parents=[common], help="summary of a bank")
+    pinfo.add_argument("--json", action="store_true")
+
+    pl = sub.add_parser("list", parents=[common], help="list the references of a bank")
+    pl.add_argument("--json", action="store_true")
+
+    pd = sub.add_parser(
+        "demo", parents=[embed_opts], help="generate a few videos, index them, match an edited copy"
+    )
+    pd.add_argument("--workdir", default=None, help="where to write the demo videos and bank (default: a temp dir)")
+    pd.add_argument("--fake-model", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _open_bank(args, *, create: bool, model=None):
+    from vmatch.bank import Bank
+
+    bank = Bank.open(args.bank, create=create, model=model, device=getattr(args, "device", "auto"))
+    return bank
+
+
+def _prepare_embedder(bank, args) -> None:
+    from vmatch.embed import make_embedder, tune_cpu_allocator
+
+    tune_cpu_allocator()
+    bank.set_embedder(
+        make_embedder(bank.spec, device=args.device, batch_size=args.batch_size, threads=args.threads)
+    )
+
+
+class _Progress:
+    """A progress bar over seconds of video on a terminal; silent otherwise."""
+
+    def __init__(self, total: float, desc: str) -> None:
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total, 1), desc=desc, unit="s", unit_scale=False, file=sys.stderr,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s video [{elapsed}<{remaining}]")
+
+    def __call__(self, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.update(seconds)
+
+    def write(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_index(args) -> int:
+    from vmatch.decode import find_videos, probe
+    from vmatch.pipeline import index_videos
+
+    files, problems = find_videos(args.paths)
+    for path, reason in problems:
+        _err(f"{path}: {reason}")
+    if args.ref_id is not None and (len(files) != 1 or len(args.paths) != 1):
+        _err("--id can only be used with exactly one video file")
+        return EXIT_USAGE
+    if not files:
+        _err("no video files to index")
+        return EXIT_PARTIAL
+    bank = _open_bank(args, create=True, model=args.model)
+    try:
+        _prepare_embedder(bank, args)
+        total = 0.0
+        for f in files:  # cheap header reads, for the progress bar only
+            try:
+                total += probe(f).duration
+            except VmatchError:
+                pass
+        bar = _Progress(total, "indexing")
+        summary = index_videos(
+            bank,
+            files,
+            fps=args.fps,
+            ref_id=args.ref_id,
+            on_error=lambda p, m: bar.write(f"vmatch: error: {m}"),
+            progress=bar,
+        )
+        bar.close()
+    finally:
+        bank.close()
+    rate = summary.realtime_factor
+    print(
+        f"indexed {summary.videos} video(s): {summary.frames} frames, {summary.seconds:.1f} s of video "
+        f"in {summary.elapsed:.1f} s ({rate:.1f}x real time)"
+        + (f"; {len(summary.failed) + len(problems)} input(s) failed" if summary.failed or problems else ""),
+        file=sys.stderr,
+    )
+    if summary.interrupted:
+        _err(f"interrupted: the bank holds every video completed before the interruption ({summary.videos})")
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if (summary.failed or problems) else EXIT_OK
+
+
+def _format_time(t: float) -> str:
+    m, s = divmod(t, 60.0)
+    return f"{int(m)}:{s:04.1f}"
+
+
+def _print_table(report) -> None:
+    out = sys.stdout
+    if report.error is not None:
+        print(f"{report.query}: ERROR {report.error}", file=out)
+        return
+    head = f"{report.query} ({report.duration:.1f} s): "
+    if not report.matches:
+        print(head + f"no match (threshold {report.threshold:.3f})", file=out)
+        return
+    print(head + f"{len(report.matches)} match(es) (threshold {report.threshold:.3f})", file=out)
+    print(f"  {'reference':<32} {'score':>7}  {'query':>17}  {'reference':>17}  {'seg.score':>9}", file=out)
+    for m in report.matches:
+        for i, s in enumerate(m.segments):
+            name = m.reference if i == 0 else ""
+            score = f"{m.score:7.3f}" if i == 0 else " " * 7
+            print(
+                f"  {name:<32} {score}  {_format_time(s.query_start):>7} - {_format_time(s.query_end):<7}"
+                f"  {_format_time(s.reference_start):>7} - {_format_time(s.reference_end):<7}  {s.score:9.3f}",
+                file=out,
+            )
+
+
+def cmd_match(args) -> int:
+    from vmatch.decode import find_videos
+    from vmatch.pipeline import MatchParams
+    from vmatch.types import MatchReport
+
+    bank = _open_bank(args, create=False)
+    failed = 0
+    try:
+        _prepare_embedder(bank, args)
+        params = MatchParams(threshold=args.threshold)
+        from vmatch.pipeline import calibration_for
+
+        threshold = args.threshold if args.threshold is not None else calibration_for(bank.embedder()).threshold
+        files, problems = find_videos(args.paths)
+        reports = []
+        for path, reason in problems:
+            reports.append((path, reason))
+        for f in files:
+            reports.append((str(f), None))
+        for path, problem in reports:
+            if problem is None:
+                try:
+                    report = bank.match(path, fps=args.fps, params=params, min_score=args.min_score)
+                except VmatchError as e:
+                    report = MatchReport(query=path, duration=0.0, threshold=threshold, error=str(e))
+            else:
+                report = MatchReport(query=path, duration=0.0, threshold=threshold, error=f"{path}: {problem}")
+            if report.error is not None:
+                failed += 1
+                _err(report.error)
+            if args.json:
+                print(json.dumps(report.to_dict()), flush=True)
+            else:
+                _print_table(report)
+    finally:
+        bank.close()
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def cmd_remove(args) -> int:
+    bank = _open_bank(args, create=False)
+    try:
+        removed = bank.remove(args.ids)
+    finally:
+        bank.close()
+    missing = [i for i in args.ids if i not in removed]
+    for i in removed:
+        print(f"removed {i}")
+    for i in missing:
+        _err(f"{i}: no such reference in {args.bank}")
+    return EXIT_PARTIAL if missing else EXIT_OK
+
+
+def cmd_info(args) -> int:
+    bank = _open_bank(args, create=False)
+    try:
+        info = bank.info()
+    finally:
+        bank.close()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        print(f"bank:        {info['path']}")
+        print(f"model:       {info['model_id']}")
+        print(f"references:  {info['references']}")
+        print(f"frames:      {info['frames']}")
+        print(f"video:       {info['seconds']:.1f} s")
+        print(f"index:       {info['index_type']} (generation {info['generation']})")
+        print(f"on disk:     {info['bytes_on_disk'] / 1e6:.2f} MB")
+        print(f"created:     {info['created_at']}")
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    bank = _open_bank(args, create=False)
+    try:
+        refs = bank.list()
+    finally:
+        bank.close()
+    if args.json:
+        for r in refs:
+            print(json.dumps(r.to_dict()))
+    else:
+        for r in refs:
+            print(f"{r.reference}\t{r.duration:.1f} s\t{r.n_frames} frames\t{r.added_at}\t{r.sha256[:16]}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from vmatch.demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "match": cmd_match,
+    "remove": cmd_remove,
+    "info": cmd_info,
+    "list": cmd_list,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="vmatch: %(levelname)s: %(message)s",
+    )
+    if hasattr(args, "batch_size") and args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
+    try:
+        return COMMANDS[args.command](args)
+    except (BankError, ModelMismatchError, UsageError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except VmatchError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into `head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

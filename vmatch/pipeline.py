@@ -1,0 +1,339 @@
+"""Wiring of the stages: decode -> sample -> embed -> bank -> search -> align -> report.
+
+``embed_video`` turns one file into a :class:`VideoEmbedding`; ``index_videos`` adds many files to a
+bank (each file atomically, failures reported and skipped); ``match_query`` turns one query into a
+:class:`MatchReport`.
+
+Score normalisation (in the manner of the VSC 2022 baseline, CSLS-style): every query frame gets
+a bias ``-beta * sim(query frame, nearest background frame)``, where the background is a set of
+frames from videos that are never references (the model's artifact, from the training split of
+the public clips, plus generated solid-colour, gradient and text-slide frames). A query frame that
+looks like everything (black, blank, a slide) is as close to the background as to any reference,
+so its normalised similarity is ~0 and it cannot produce a match; a real copy stands far above.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from vmatch.align import AlignParams, align_pair
+from vmatch.errors import DecodeError, UsageError, VmatchError
+from vmatch.types import Match, MatchReport, VideoEmbedding
+
+log = logging.getLogger(__name__)
+
+#: A frame whose pixel standard deviation (0-255 scale) is below this carries no content
+#: (solid colour, fade to black): it is neither indexed nor searched.
+BLANK_STD = 4.0
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Parameters of matching.
+
+    Attributes:
+        k: reference frames retrieved per query frame in the frame-level search.
+        max_candidates: references aligned per query at most (best frame hits first).
+        beta: weight of the background (score normalisation) term.
+        threshold: global decision threshold on the pair score; None = the model's calibration.
+        align: temporal alignment parameters.
+    """
+
+    k: int = 32
+    max_candidates: int = 50
+    beta: float = 1.0
+    threshold: float | None = None
+    align: AlignParams = field(default_factory=AlignParams)
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.max_candidates < 1:
+            raise UsageError("MatchParams: k and max_candidates must be >= 1")
+        if not (0.0 <= self.beta <= 4.0):
+            raise UsageError("MatchParams: beta must be within [0, 4]")
+
+
+def _check_fps(fps: float) -> float:
+    try:
+        f = float(fps)
+    except (TypeError, ValueError):
+        raise UsageError(f"sampling rate must be a number of frames per second, got {fps!r}") from None
+    if not math.isfinite(f) or f <= 0 or f > 120:
+        raise UsageError(f"sampling rate must be > 0 and <= 120 frames per second, got {fps}")
+    return f
+
+
+def embed_video(
+    path: str | os.PathLike,
+    embedder,
+    *,
+    fps: float = 1.0,
+    video_id: str | None = None,
+    hash_file: bool = True,
+    blank_std: float = BLANK_STD,
+    progress: Callable[[float], None] | None = None,
+) -> VideoEmbedding:
+    """Decode, sample and embed one video.
+
+    Args:
+        path: the video file.
+        embedder: an object with ``spec``, ``embed(frames uint8 [N,H,W,3]) -> float32 [N,D]``.
+        fps: sampled frames per second (presentation-time based).
+        video_id: id to record; default: file name without extension.
+        hash_file: compute the sha256 of the file bytes (recorded in the bank).
+        blank_std: frames with a smaller pixel standard deviation are dropped as blank.
+        progress: called with the seconds of video advanced since the last call.
+
+    Returns:
+        A :class:`VideoEmbedding`; it may hold zero frames when every sampled frame was blank.
+
+    Raises:
+        DecodeError: the file cannot be read (the message names it and says why).
+    """
+    from vmatch.decode import iter_frames, probe, sha256_file
+
+    fps = _check_fps(fps)
+    p = Path(path)
+    info = probe(p)
+    spec = embedder.spec
+    size = tuple(spec.input_size)
+    batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    times: list[float] = []
+    feats: list[np.ndarray] = []
+    buf_t: list[float] = []
+    buf_f: list[np.ndarray] = []
+    n_blank = 0
+    n_seen = 0
+    last_t = 0.0
+
+    def flush() -> None:
+        if buf_f:
+            feats.append(embedder.embed(np.stack(buf_f)))
+            times.extend(buf_t)
+            buf_f.clear()
+            buf_t.clear()
+
+    for t, rgb in iter_frames(p, fps=fps, size=size):
+        n_seen += 1
+        if progress is not None:
+            progress(max(0.0, t - last_t))
+        last_t = t
+        if float(rgb.std()) < blank_std:
+            n_blank += 1
+            continue
+        buf_t.append(float(t))
+        buf_f.append(rgb)
+        if len(buf_f) >= batch:
+            flush()
+    flush()
+    if n_seen == 0:
+        raise DecodeError(str(p), "no decodable video frames")
+    duration = float(info.duration) if info.duration and info.duration > 0 else last_t + 1.0 / fps
+    if progress is not None and duration > last_t:
+        progress(duration - last_t)
+    features = np.concatenate(feats) if feats else np.zeros((0, spec.dim), np.float32)
+    return VideoEmbedding(
+        video_id=video_id if video_id is not None else p.stem,
+        timestamps=np.asarray(times, dtype=np.float64),
+        features=features,
+        duration=duration,
+        model_id=spec.model_id,
+        sha256=sha256_file(p) if hash_file else "",
+        n_blank=n_blank,
+    )
+
+
+# ---------------------------------------------------------------------- background & calibration
+class ModelCalibration:
+    """Background frames and default threshold of a model (per embedder, built once)."""
+
+    def __init__(self, background: np.ndarray, threshold: float) -> None:
+        self.background = np.ascontiguousarray(background, dtype=np.float32)
+        self.threshold = float(threshold)
+
+    def background_similarity(self, features: np.ndarray) -> np.ndarray:
+        """[N] similarity of each row of ``features`` to its nearest background frame."""
+        if self.background.shape[0] == 0 or features.shape[0] == 0:
+            return np.zeros(features.shape[0], np.float32)
+        out = np.empty(features.shape[0], np.float32)
+        for a in range(0, features.shape[0], 4096):
+            out[a : a + 4096] = (features[a : a + 4096] @ self.background.T).max(axis=1)
+        return out
+
+
+def calibration_for(embedder) -> ModelCalibration:
+    """The calibration of ``embedder``'s model: from its artifact when it has one, else synthetic.
+
+    The synthetic background (solid colours, gradients, text slides, noise) is generated and
+    embedded on the fly; it is what catches frames that "match everything".
+    """
+    cached = getattr(embedder, "_vmatch_calibration", None)
+    if cached is not None:
+        return cached
+    from vmatch.models import load_calibration
+
+    cal = load_calibration(embedder.spec)
+    if cal is None:
+        from vmatch.synth import uninformative_frames
+
+        frames = uninformative_frames(tuple(embedder.spec.input_size))
+        bg = embedder.embed(frames)
+        cal = ModelCalibration(bg, DEFAULT_UNCALIBRATED_THRESHOLD)
+    else:
+        cal = ModelCalibration(cal["background"], cal["threshold"])
+    try:
+        embedder._vmatch_calibration = cal
+    except AttributeError:
+        pass
+    return cal
+
+
+#: Threshold used with a model that ships no calibration (e.g. the fake test embedder).
+DEFAULT_UNCALIBRATED_THRESHOLD = 0.15
+
+
+# ---------------------------------------------------------------------- matching
+def match_embedding(
+    bank,
+    query: VideoEmbedding,
+    *,
+    calibration: ModelCalibration,
+    params: MatchParams = MatchParams(),
+    min_score: float | None = None,
+    query_name: str | None = None,
+) -> MatchReport:
+    """Match one embedded query against ``bank``: frame search, normalisation, alignment."""
+    if query.model_id != bank.model_id:
+        from vmatch.errors import ModelMismatchError
+
+        raise ModelMismatchError(
+            f"{query_name or query.video_id}: query embedded with model {query.model_id}, "
+            f"bank {bank.path} holds model {bank.model_id}"
+        )
+    threshold = params.threshold if params.threshold is not None else calibration.threshold
+    floor = threshold if min_score is None else float(min_score)
+    name = query_name if query_name is not None else query.video_id
+    if len(query) == 0:
+        return MatchReport(query=name, duration=query.duration, threshold=threshold, matches=())
+    snap = bank.snapshot()
+    q = query.features
+    bias = params.beta * calibration.background_similarity(q)
+    hits = bank.search(q, params.k)
+    if hits.ref_index.size == 0:
+        return MatchReport(query=name, duration=query.duration, threshold=threshold, matches=())
+    adj = hits.similarity - bias[:, None]
+    ok = (hits.ref_index >= 0) & (adj > params.align.hit_threshold)
+    best_by_ref: dict[int, float] = {}
+    for r, s in zip(hits.ref_index[ok].tolist(), adj[ok].tolist()):
+        if s > best_by_ref.get(r, -np.inf):
+            best_by_ref[r] = s
+    cands = sorted(best_by_ref, key=lambda r: -best_by_ref[r])[: params.max_candidates]
+    matches: list[Match] = []
+    for r in cands:
+        ref_vecs = bank.reference_vectors(r)
+        sim = q @ ref_vecs.T - bias[:, None]
+        segs = align_pair(sim, query.timestamps, snap.timestamps[r], params.align)
+        if not segs:
+            continue
+        score = segs[0].score
+        if score >= floor:
+            matches.append(Match(reference=snap.ref_ids[r], score=float(score), segments=tuple(segs)))
+    matches.sort(key=lambda m: (-m.score, m.reference))
+    return MatchReport(query=name, duration=query.duration, threshold=threshold, matches=tuple(matches))
+
+
+def match_query(
+    bank,
+    item,
+    *,
+    fps: float = 1.0,
+    params: MatchParams | None = None,
+    min_score: float | None = None,
+) -> MatchReport:
+    """Match a query given as a video path or a :class:`VideoEmbedding` (see ``Bank.match``)."""
+    params = params or MatchParams()
+    embedder = bank.embedder()
+    if isinstance(item, VideoEmbedding):
+        q, name = item, item.video_id
+    else:
+        q = embed_video(item, embedder, fps=fps, hash_file=False)
+        name = str(item)
+    return match_embedding(
+        bank, q, calibration=calibration_for(embedder), params=params, min_score=min_score, query_name=name
+    )
+
+
+# ---------------------------------------------------------------------- indexing
+@dataclass
+class IndexSummary:
+    """What ``index_videos`` did."""
+
+    videos: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    elapsed: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.seconds / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def index_videos(
+    bank,
+    paths: Iterable[str | os.PathLike],
+    *,
+    fps: float = 1.0,
+    ref_id: str | None = None,
+    on_error: Callable[[str, str], None] | None = None,
+    on_done: Callable[[str, VideoEmbedding], None] | None = None,
+    progress: Callable[[float], None] | None = None,
+    save_every: float = 300.0,
+) -> IndexSummary:
+    """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
+
+    A file that cannot be read is reported through ``on_error(path, message)`` and skipped; the
+    others still go through. ``ref_id`` may only be given with exactly one path.
+    """
+    paths = [Path(p) for p in paths]
+    if ref_id is not None and len(paths) != 1:
+        raise UsageError("--id can only be used with exactly one video file")
+    summary = IndexSummary()
+    t0 = time.monotonic()
+    last_save = t0
+    embedder = bank.embedder()
+    try:
+        for p in paths:
+            try:
+                emb = embed_video(p, embedder, fps=fps, video_id=ref_id, progress=progress)
+                if len(emb) == 0:
+                    raise DecodeError(
+                        str(p), f"all {emb.n_blank} sampled frames are blank (solid colour); nothing to index"
+                    )
+                bank.add_embedding(emb, source_name=p.name, extra={"fps": fps, "n_blank": emb.n_blank})
+            except VmatchError as e:
+                summary.failed.append((str(p), str(e)))
+                if on_error is not None:
+                    on_error(str(p), str(e))
+                continue
+            summary.videos += 1
+            summary.frames += len(emb)
+            summary.seconds += emb.duration
+            if on_done is not None:
+                on_done(str(p), emb)
+            if time.monotonic() - last_save > save_every:
+                bank.save_index()
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        summary.elapsed = time.monotonic() - t0
+    return summary
