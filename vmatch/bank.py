@@ -212,7 +212,7 @@ class Bank:
             if new:
                 if not create:
                     raise BankError(f"{db}: not a vmatch bank (no meta table)")
-                spec = model if model is not None else get_model_spec(None)
+                spec = model if model is not None else get_model_spec()
                 with _txn(conn):
                     for stmt in _SCHEMA:  # (executescript would commit the open transaction)
                         conn.execute(stmt)

@@ -1,0 +1,100 @@
+"""Temporal alignment on planted similarity matrices with exact expected answers."""
+
+import numpy as np
+import pytest
+
+from vmatch.align import AlignParams, align_pair
+from vmatch.errors import UsageError
+
+
+def _noise(rng, nq, nr):
+    return rng.normal(-0.1, 0.05, (nq, nr)).astype(np.float32)
+
+
+def _plant(sim, tq, tr, q0, q1, r0, speed, value=0.45):
+    """Plant a copy: query times [q0, q1] show reference time r0 + (t - q0) * speed."""
+    for i, t in enumerate(tq):
+        if q0 - 1e-9 <= t <= q1 + 1e-9:
+            rt = r0 + (t - q0) * speed
+            j = int(np.argmin(np.abs(tr - rt)))
+            sim[i, j] = value
+
+
+@pytest.mark.parametrize("speed", [0.75, 0.8, 1.0, 1.25, 1.33])
+def test_speed_change_found_within_one_step(speed):
+    rng = np.random.default_rng(1)
+    tq, tr = np.arange(40.0), np.arange(60.0)
+    sim = _noise(rng, 40, 60)
+    _plant(sim, tq, tr, 10, 25, 20, speed)
+    segs = align_pair(sim, tq, tr)
+    assert segs, "copy not found"
+    s = segs[0]
+    assert abs(s.query_start - 10) <= 1 and abs(s.query_end - 25) <= 1
+    assert abs(s.reference_start - 20) <= 1
+    assert abs(s.reference_end - (20 + 15 * speed)) <= 1
+    assert s.score > 0.3
+
+
+def test_different_sampling_rates():
+    rng = np.random.default_rng(2)
+    tq = np.arange(0, 30, 0.5)  # query sampled at 2 fps
+    tr = np.arange(0, 50, 1.0) + 0.04  # reference at 1 fps, offset pts
+    sim = _noise(rng, tq.size, tr.size)
+    _plant(sim, tq, tr, 5, 20, 12, 1.0)
+    s = align_pair(sim, tq, tr)[0]
+    assert abs(s.query_start - 5) <= 1 and abs(s.query_end - 20) <= 1
+    assert abs(s.reference_start - 12) <= 1 and abs(s.reference_end - 27) <= 1
+
+
+def test_two_copies_give_two_segments():
+    rng = np.random.default_rng(3)
+    tq, tr = np.arange(60.0), np.arange(40.0)
+    sim = _noise(rng, 60, 40)
+    _plant(sim, tq, tr, 2, 12, 5, 1.0)
+    _plant(sim, tq, tr, 35, 50, 20, 1.0)
+    segs = sorted(align_pair(sim, tq, tr)[:2], key=lambda s: s.query_start)
+    assert len(segs) == 2
+    assert abs(segs[0].query_start - 2) <= 1 and abs(segs[0].reference_start - 5) <= 1
+    assert abs(segs[1].query_start - 35) <= 1 and abs(segs[1].reference_start - 20) <= 1
+
+
+def test_noise_only_gives_nothing_strong():
+    rng = np.random.default_rng(4)
+    tq, tr = np.arange(50.0), np.arange(50.0)
+    sim = _noise(rng, 50, 50)
+    segs = align_pair(sim, tq, tr)
+    assert all(s.score < 0.05 for s in segs)
+
+
+def test_single_coincidence_scores_half():
+    tq, tr = np.arange(10.0), np.arange(10.0)
+    sim = np.full((10, 10), -0.2, np.float32)
+    sim[3, 7] = 0.4
+    (s,) = align_pair(sim, tq, tr)
+    assert s.score == pytest.approx(0.2)
+    assert (s.query_start, s.reference_start) == (3.0, 7.0)
+
+
+def test_long_copy_beats_short_of_same_similarity():
+    tq, tr = np.arange(30.0), np.arange(30.0)
+    a = np.full((30, 30), -0.2, np.float32)
+    b = a.copy()
+    a[np.arange(5, 25), np.arange(5, 25)] = 0.3
+    b[np.arange(5, 7), np.arange(5, 7)] = 0.3
+    assert align_pair(a, tq, tr)[0].score > align_pair(b, tq, tr)[0].score
+
+
+def test_reversed_time_is_not_a_copy():
+    tq, tr = np.arange(20.0), np.arange(20.0)
+    sim = np.full((20, 20), -0.2, np.float32)
+    sim[np.arange(0, 20), np.arange(19, -1, -1)] = 0.4  # reference played backwards
+    segs = align_pair(sim, tq, tr)
+    assert all(s.query_end - s.query_start <= 1.0 for s in segs)
+
+
+def test_bad_shapes_and_params():
+    with pytest.raises(UsageError):
+        align_pair(np.zeros((3, 4)), np.arange(3.0), np.arange(5.0))
+    with pytest.raises(UsageError):
+        AlignParams(min_speed=1.5)
+    assert align_pair(np.zeros((0, 4)), np.zeros(0), np.arange(4.0)) == []

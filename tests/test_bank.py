@@ -1,0 +1,182 @@
+"""Bank: add / replace / remove / list / info, persistence, atomicity, concurrency, corruption."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from vmatch.bank import Bank, validate_ref_id
+from vmatch.errors import BankError, BankNotFoundError, ModelMismatchError, UsageError
+from vmatch.models import ModelSpec
+from vmatch.types import VideoEmbedding
+
+DIM = 16
+SPEC = ModelSpec(name="test-spec", version=1, weights="", weights_sha256="", dim=DIM, projection="")
+OTHER = ModelSpec(name="test-spec", version=2, weights="", weights_sha256="", dim=DIM, projection="")
+
+
+def _emb(vid, n=10, seed=0, spec=SPEC):
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(n, spec.dim)).astype(np.float32)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    return VideoEmbedding(vid, np.arange(n, dtype=float), f, float(n), spec.model_id, sha256=f"{seed:064x}")
+
+
+def test_missing_bank_is_an_error(tmp_path):
+    with pytest.raises(BankNotFoundError, match="no bank here"):
+        Bank.open(tmp_path / "nope")
+
+
+def test_add_list_info_reopen(tmp_path):
+    with Bank.open(tmp_path / "b", create=True, model=SPEC) as bank:
+        bank.add(_emb("a", 10, 1))
+        bank.add(_emb("b", 5, 2), source_name="b.mp4")
+        assert [r.reference for r in bank.list()] == ["a", "b"]
+        info = bank.info()
+        assert info["references"] == 2 and info["frames"] == 15 and info["model_id"] == SPEC.model_id
+    files = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert any(f.startswith("index.") and f.endswith(".faiss") for f in files), files
+    with Bank.open(tmp_path / "b") as bank:
+        assert bank.get("b").source_name == "b.mp4"
+        assert bank.find_by_sha256(f"{2:064x}") == ["b"]
+        e = bank.reference_embedding("a")
+        np.testing.assert_allclose(e.features, _emb("a", 10, 1).features)
+        hits = bank.search(_emb("a", 10, 1).features[3:4], 1)
+        snap = bank.snapshot()
+        assert snap.ref_ids[hits.ref_index[0, 0]] == "a" and hits.frame_index[0, 0] == 3
+        assert hits.similarity[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_replace_and_remove(tmp_path):
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("a", 10, 1))
+        bank.add(_emb("a", 4, 7))  # replace
+        assert [(r.reference, r.n_frames) for r in bank.list()] == [("a", 4)]
+        assert bank.snapshot().index.ntotal == 4
+        hits = bank.search(_emb("x", 4, 7).features, 1)
+        assert np.all(hits.frame_index[:, 0] == np.arange(4))
+        assert bank.remove(["a", "zzz"]) == ["a"]
+        assert bank.list() == [] and bank.snapshot().index.ntotal == 0
+
+
+def test_model_mismatch_refused(tmp_path):
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        with pytest.raises(ModelMismatchError):
+            bank.add(_emb("a", spec=OTHER))
+    with pytest.raises(ModelMismatchError):
+        Bank.open(tmp_path, model=OTHER)
+
+
+def test_bad_ids_refused():
+    for bad in ["", "a/b", " x", "x\n", "a\\b"]:
+        with pytest.raises(UsageError):
+            validate_ref_id(bad)
+    assert validate_ref_id("clip 01 (copy).v2") == "clip 01 (copy).v2"
+
+
+def test_stale_or_damaged_index_is_rebuilt_from_database(tmp_path):
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("a", 6, 1))
+    # A writer that died before saving its index: simulate by adding without saving.
+    bank = Bank.open(tmp_path)
+    bank.add(_emb("b", 3, 2))
+    bank._dirty = False  # as if killed before close()
+    bank._release_writer()
+    bank._conn.close()
+    with Bank.open(tmp_path) as reader:
+        assert reader.snapshot().index.ntotal == 9
+        assert reader.snapshot().ref_ids == ["a", "b"]
+    for f in tmp_path.glob("index.*.faiss"):
+        f.write_bytes(b"garbage")
+    with Bank.open(tmp_path) as reader:
+        assert reader.snapshot().index.ntotal == 9
+
+
+def test_corrupted_database_is_a_clear_error(tmp_path):
+    (tmp_path / "bank.sqlite").write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(BankError, match="corrupted"):
+        Bank.open(tmp_path)
+
+
+def test_readers_see_whole_generations_while_writer_adds(tmp_path):
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("r0", 5, 0))
+    stop = threading.Event()
+    seen = []
+    errors = []
+
+    def reader():
+        try:
+            while not stop.is_set():
+                with Bank.open(tmp_path) as b:
+                    snap = b.snapshot()
+                    # each reference complete: frames in index == sum of n_frames
+                    assert snap.index.ntotal == int(snap.n_frames.sum())
+                    seen.append(len(snap.ref_ids))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    with Bank.open(tmp_path) as bank:
+        for i in range(1, 15):
+            bank.add(_emb(f"r{i}", 5, i))
+            if i % 5 == 0:
+                bank.save_index()
+    stop.set()
+    t.join()
+    assert not errors, errors
+    assert seen and seen == sorted(seen)
+
+
+def test_second_writer_waits_or_fails_clearly(tmp_path):
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("a", 3, 1))
+        other = Bank.open(tmp_path)
+        try:
+            with pytest.raises(BankError, match="another process is writing"):
+                other._acquire_writer(timeout=0.2)
+        finally:
+            other.close()
+
+
+def test_kill_during_writes_leaves_loadable_bank(tmp_path):
+    """A writer process killed with SIGKILL mid-stream leaves only whole references."""
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from vmatch.bank import Bank
+        from vmatch.models import ModelSpec
+        from vmatch.types import VideoEmbedding
+        spec = ModelSpec(name="test-spec", version=1, weights="", weights_sha256="", dim={DIM}, projection="")
+        bank = Bank.open(sys.argv[1], create=True, model=spec)
+        i = 0
+        while True:
+            f = np.random.default_rng(i).normal(size=(200, {DIM})).astype(np.float32)
+            f /= np.linalg.norm(f, axis=1, keepdims=True)
+            bank.add(VideoEmbedding(f"r{{i}}", np.arange(200.0), f, 200.0, spec.model_id))
+            if i % 7 == 3:
+                bank.save_index()
+            print(i, flush=True)
+            i += 1
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    for _ in range(25):
+        proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    with Bank.open(tmp_path) as bank:
+        refs = bank.list()
+        assert len(refs) >= 25
+        assert all(r.n_frames == 200 for r in refs)
+        assert bank.snapshot().index.ntotal == 200 * len(refs)
+        bank.add(_emb("after", 200, 99, spec=SPEC))  # and it is still writable
+    assert not list(tmp_path.glob(".tmp-index.*"))
