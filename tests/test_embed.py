@@ -261,7 +261,7 @@ def test_cuda_refused_without_cuda() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(tmp_path: Path, images: np.ndarray) -> None:
     write_projection(tmp_path)
-    spec = get_model_spec(DEFAULT_MODEL)
+    spec = unchecked_default_spec()
     cpu = TorchEmbedder(spec, device="cpu", batch_size=4, models_dir=tmp_path)
     gpu = TorchEmbedder(spec, device="cuda", batch_size=4, models_dir=tmp_path)
     assert gpu.device.startswith("cuda:")
@@ -274,9 +274,23 @@ def test_cuda_matches_cpu(tmp_path: Path, images: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------------------ projection
+def unchecked_default_spec() -> ModelSpec:
+    """The default spec without its artifact checksum, for tests that write their own projection file."""
+    return dataclasses.replace(get_model_spec(DEFAULT_MODEL), projection_sha256="")
+
+
+def test_shipped_artifact_loads_and_is_calibrated() -> None:
+    spec = get_model_spec(DEFAULT_MODEL)
+    mean, components = load_projection(spec, in_dim=1280)  # checks the recorded sha256
+    assert mean.shape == (1280,) and components.shape == (1280, spec.dim)
+    cal = load_calibration(spec)
+    assert cal is not None and 0.0 < cal["threshold"] < 1.0
+    assert cal["background"].shape[1] == spec.dim and cal["background"].shape[0] >= 100
+
+
 def test_projected_default_model(tmp_path: Path, images: np.ndarray) -> None:
     path = write_projection(tmp_path)
-    spec = get_model_spec(DEFAULT_MODEL)
+    spec = unchecked_default_spec()
     emb = TorchEmbedder(spec, device="cpu", batch_size=4, models_dir=tmp_path)
     assert emb.dim == 256 and emb.spec is spec
     feats = emb.embed(images[:5])
@@ -298,7 +312,7 @@ def test_missing_projection_names_the_file(tmp_path: Path) -> None:
 
 
 def test_bad_projection_is_refused(tmp_path: Path) -> None:
-    spec = get_model_spec(DEFAULT_MODEL)
+    spec = unchecked_default_spec()
     write_projection(tmp_path, dim=128)
     with pytest.raises(ModelError, match=r"\[in_dim, 256\]"):
         load_projection(spec, models_dir=tmp_path)
@@ -314,7 +328,7 @@ def test_bad_projection_is_refused(tmp_path: Path) -> None:
 
 
 def test_calibration_read_beside_projection(tmp_path: Path) -> None:
-    spec = get_model_spec(DEFAULT_MODEL)
+    spec = unchecked_default_spec()
     assert load_calibration(spec, models_dir=tmp_path) is None  # no artifact yet
     assert load_calibration(get_model_spec("effnet-lite0-gem-raw"), models_dir=tmp_path) is None
     path = write_projection(tmp_path)
@@ -342,8 +356,7 @@ def test_make_embedder(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.embed(frames), fake.embed(frames))
     raw = make_embedder("effnet-lite0-gem-raw", device="cpu", batch_size=4)
     assert isinstance(raw, TorchEmbedder) and raw.spec == RAW_SPEC and raw.batch_size == 4
-    write_projection(tmp_path)
-    assert make_embedder(None, device="cpu", models_dir=tmp_path).spec.name == DEFAULT_MODEL
+    assert make_embedder(None, device="cpu").spec == get_model_spec(DEFAULT_MODEL)  # shipped artifact
     with pytest.raises(ModelError, match="weights"):
         make_embedder(ModelSpec(name="test-spec", version=1, weights="", weights_sha256="", dim=8), device="cpu")
     with pytest.raises(ModelError, match="FakeEmbedder"):
@@ -363,7 +376,10 @@ def test_registry() -> None:
     raw = get_model_spec("effnet-lite0-gem-raw")
     assert raw.dim == 1280 and raw.projection == ""
     # the raw model must pool exactly as the projected one, so the fitted projection applies
-    assert dataclasses.replace(raw, name=default.name, projection=default.projection, dim=default.dim) == default
+    assert dataclasses.replace(
+        raw, name=default.name, projection=default.projection, dim=default.dim,
+        projection_sha256=default.projection_sha256,
+    ) == default
     with pytest.raises(UsageError, match="effnet-lite0-gem"):
         get_model_spec("resnet50")
 

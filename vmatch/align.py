@@ -41,9 +41,12 @@ class AlignParams:
         min_speed, max_speed: allowed ratio reference-time / query-time between consecutive hits.
         max_segments: segments returned per (query, reference) pair at most.
         min_segment_score: segments scoring below this are dropped.
+        hit_cost: subtracted from every hit's similarity inside the dynamic programme, so that
+            chains of barely-positive coincidences do not outgrow a short strong copy.
     """
 
     hit_threshold: float = 0.0
+    hit_cost: float = 0.05
     top_k_per_row: int = 5
     max_gap: float = 6.0
     min_speed: float = 0.5
@@ -89,13 +92,18 @@ def _best_chain(
     params: AlignParams,
     step_q: float,
     step_r: float,
-) -> tuple[float, list[int]]:
-    """Dynamic programming over hits sorted by query time; returns (total, hit indices)."""
+) -> list[int]:
+    """Dynamic programming over hits sorted by query time; returns the best chain's hit indices.
+
+    A hit may follow a predecessor when both timelines advance within ``max_gap`` and the
+    reference advances ``min_speed``..``max_speed`` times as fast as the query, both between the
+    two hits and from the start of the chain (so small allowed jitters cannot add up to a drift).
+    """
     n = tq.size
-    best = np.where(alive, val, -np.inf)
-    count = np.where(alive, 1, 0)
+    gain = val - params.hit_cost
+    best = np.where(alive, gain, -np.inf)
     prev = np.full(n, -1, dtype=np.int64)
-    # Hits are sorted by query time; process groups of equal query time together.
+    start = np.arange(n)
     starts = np.flatnonzero(np.r_[True, np.diff(tq) > 0])
     ends = np.r_[starts[1:], n]
     lo_ptr = 0
@@ -117,11 +125,16 @@ def _best_chain(
             continue
         dq = t_now - tq[pred]  # > 0
         dr = tr[cur][:, None] - tr[pred][None, :]
+        sp = start[pred]
+        dq0 = t_now - tq[sp]
+        dr0 = tr[cur][:, None] - tr[sp][None, :]
         ok = (
             (dr >= -1e-9)
             & (dr <= params.max_gap + step_r)
             & (dr >= dq[None, :] * params.min_speed - tol_r)
             & (dr <= dq[None, :] * params.max_speed + tol_r)
+            & (dr0 >= dq0[None, :] * params.min_speed - tol_r)
+            & (dr0 <= dq0[None, :] * params.max_speed + tol_r)
         )
         cand = np.where(ok, best[pred][None, :], -np.inf)
         j = np.argmax(cand, axis=1)
@@ -129,21 +142,19 @@ def _best_chain(
         take = bestpred > 0
         if np.any(take):
             idx = cur[take]
-            best[idx] = val[idx] + bestpred[take]
-            prev[idx] = pred[j[take]]
-            count[idx] = count[pred[j[take]]] + 1
+            chosen = pred[j[take]]
+            best[idx] = gain[idx] + bestpred[take]
+            prev[idx] = chosen
+            start[idx] = start[chosen]
     if not np.any(np.isfinite(best)):
-        return 0.0, []
-    # Rank chain ends by the length-shrunk score, not the raw total.
-    shrunk = np.where(np.isfinite(best), best / (count + 1.0), -np.inf)
-    end = int(np.argmax(shrunk))
+        return []
+    cur_i = int(np.argmax(best))
     chain = []
-    cur_i = end
     while cur_i >= 0:
         chain.append(cur_i)
         cur_i = int(prev[cur_i])
     chain.reverse()
-    return float(best[end]), chain
+    return chain
 
 
 def _trim_chain(chain: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
@@ -209,16 +220,18 @@ def align_pair(
     step_r = _median_step(tr_all)
     alive = np.ones(rows.size, dtype=bool)
     segments: list[Segment] = []
-    for _ in range(params.max_segments):
-        if not np.any(alive):
+    for _ in range(4 * params.max_segments):
+        if len(segments) >= params.max_segments or not np.any(alive):
             break
-        total, chain = _best_chain(tq, tr, vals, alive, params, step_q, step_r)
+        chain = _best_chain(tq, tr, vals, alive, params, step_q, step_r)
         if not chain:
             break
-        c = _trim_chain(np.asarray(chain), vals, total)
+        c = np.asarray(chain)
+        alive[c] = False
+        c = _trim_chain(c, vals, float(vals[c].sum()))
         score = float(vals[c].sum()) / (c.size + 1.0)
         if score < params.min_segment_score:
-            break
+            continue
         seg = Segment(
             query_start=float(tq[c[0]]),
             query_end=float(tq[c[-1]]),
@@ -227,15 +240,14 @@ def align_pair(
             score=float(score),
         )
         segments.append(seg)
-        # Remove the chain's hits and every hit inside the segment's box: other hits there are
-        # the same copy seen through neighbouring frames, not a second copy.
+        # Remove every hit inside the segment's box too: other hits there are the same copy
+        # seen through neighbouring frames, not a second copy.
         inside = (
             (tq >= seg.query_start - 1e-9)
             & (tq <= seg.query_end + 1e-9)
             & (tr >= seg.reference_start - step_r)
             & (tr <= seg.reference_end + step_r)
         )
-        alive[c] = False
         alive &= ~inside
     segments.sort(key=lambda s: -s.score)
     return segments
