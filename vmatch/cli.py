@@ -229,7 +229,7 @@ def cmd_match(args) -> int:
         params = MatchParams(threshold=args.threshold)
         from vmatch.pipeline import calibration_for
 
-        threshold = args.threshold if args.threshold is not None else calibration_for(bank.embedder()).threshold
+        threshold = round(float(args.threshold if args.threshold is not None else calibration_for(bank.embedder()).threshold), 6)
         files, problems = find_videos(args.paths)
         reports = []
         for path, reason in problems:

@@ -217,7 +217,7 @@ def match_embedding(
             f"{query_name or query.video_id}: query embedded with model {query.model_id}, "
             f"bank {bank.path} holds model {bank.model_id}"
         )
-    threshold = params.threshold if params.threshold is not None else calibration.threshold
+    threshold = round(float(params.threshold if params.threshold is not None else calibration.threshold), 6)
     floor = threshold if min_score is None else float(min_score)
     name = query_name if query_name is not None else query.video_id
     if len(query) == 0:
@@ -244,7 +244,9 @@ def match_embedding(
             continue
         score = segs[0].score
         if score >= floor:
-            matches.append(Match(reference=snap.ref_ids[r], score=float(score), segments=tuple(segs)))
+            # Segments below the floor are coincidences around the copy, not copies: not reported.
+            kept = tuple(s for s in segs if s.score >= floor)
+            matches.append(Match(reference=snap.ref_ids[r], score=float(score), segments=kept))
     matches.sort(key=lambda m: (-m.score, m.reference))
     return MatchReport(query=name, duration=query.duration, threshold=threshold, matches=tuple(matches))
 
