@@ -33,6 +33,7 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -88,6 +89,26 @@ def validate_ref_id(ref_id: str) -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _corrupted(db: Path, e: Exception) -> BankError:
+    return BankError(
+        f"{db}: bank is corrupted or unreadable ({e}); restore it from a backup or re-index into a new bank"
+    )
+
+
+def _reads(method):
+    """A read of the database that fails (damaged pages, missing table) is a BankError, not a
+    raw sqlite3 error: the bank is corrupted."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _corrupted(self.path / DB_NAME, e) from e
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -229,11 +250,9 @@ class Bank:
                         ],
                     )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            conn.execute("SELECT pk FROM refs LIMIT 1").fetchall()  # the other table is there too
         except sqlite3.DatabaseError as e:
-            raise BankError(
-                f"{db}: bank is corrupted or unreadable ({e}); restore it from a backup or "
-                "re-index into a new bank"
-            ) from e
+            raise _corrupted(db, e) from e
         try:
             fv = int(meta["format_version"])
             spec_json = meta["model_spec"]
@@ -268,6 +287,7 @@ class Bank:
         return self.spec.model_id
 
     @property
+    @_reads
     def generation(self) -> int:
         return int(self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
@@ -448,6 +468,7 @@ class Bank:
         return removed
 
     # ------------------------------------------------------------------ reads
+    @_reads
     def list(self) -> list[ReferenceInfo]:
         """Every reference, ordered by id."""
         rows = self._conn.execute(
@@ -457,6 +478,7 @@ class Bank:
             ReferenceInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows
         ]
 
+    @_reads
     def get(self, ref_id: str) -> ReferenceInfo | None:
         r = self._conn.execute(
             "SELECT ref_id, duration, n_frames, sha256, added_at, source_name, extra FROM refs WHERE ref_id=?",
@@ -464,10 +486,12 @@ class Bank:
         ).fetchone()
         return None if r is None else ReferenceInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"))
 
+    @_reads
     def find_by_sha256(self, sha256: str) -> list[str]:
         """Ids of the references whose source file had this content hash."""
         return [r[0] for r in self._conn.execute("SELECT ref_id FROM refs WHERE sha256=?", (sha256,))]
 
+    @_reads
     def reference_embedding(self, ref_id: str) -> VideoEmbedding:
         """The stored embedding of one reference."""
         r = self._conn.execute(
@@ -484,6 +508,7 @@ class Bank:
             sha256=r[1],
         )
 
+    @_reads
     def info(self) -> dict:
         """Summary of the bank: counts, model, generation, sizes on disk."""
         snap = self.snapshot()
@@ -512,6 +537,7 @@ class Bank:
                 out.append((int(m.group(1)), f))
         return sorted(out)
 
+    @_reads
     def snapshot(self) -> _Snapshot:
         """The in-memory, consistent view of the current generation (loaded on demand)."""
         with self._lock:

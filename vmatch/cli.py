@@ -240,6 +240,8 @@ def cmd_match(args) -> int:
             if problem is None:
                 try:
                     report = bank.match(path, fps=args.fps, params=params, min_score=args.min_score)
+                except BankError:
+                    raise  # the bank is at fault, not this input: a usage error for the whole command
                 except VmatchError as e:
                     report = MatchReport(query=path, duration=0.0, threshold=threshold, error=str(e))
             else:

@@ -88,7 +88,8 @@ def embed_video(
         fps: sampled frames per second (presentation-time based).
         video_id: id to record; default: file name without extension.
         hash_file: compute the sha256 of the file bytes (recorded in the bank).
-        blank_std: frames with a smaller pixel standard deviation are dropped as blank.
+        blank_std: frames whose pixel standard deviation is smaller in every colour channel are
+            dropped as blank.
         progress: called with the seconds of video advanced since the last call.
 
     Returns:
@@ -125,7 +126,9 @@ def embed_video(
         if progress is not None:
             progress(max(0.0, t - last_t))
         last_t = t
-        if float(rgb.std()) < blank_std:
+        # Per channel: a solid colour such as red (200, 40, 40) is flat in each channel, though its
+        # values differ across channels.
+        if float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < blank_std:
             n_blank += 1
             continue
         buf_t.append(float(t))
