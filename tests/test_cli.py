@@ -1,0 +1,532 @@
+"""The command line contract: ``vmatch index | match | remove | info | list``.
+
+Most commands run in-process through ``vmatch.cli.main`` (the CNN loads once per process); the
+JSON contract, the kill -9 and the Ctrl-C tests run ``python -m vmatch.cli`` as a real subprocess.
+Videos come from ``match_set`` / ``bad_inputs`` (conftest.py) or are generated here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MATCH_REFERENCES, MatchSet, scene_clip, write_clip
+from vmatch.bank import Bank
+from vmatch.cli import main
+from vmatch.decode import sha256_file
+from vmatch.embed import FakeEmbedder
+from vmatch.models import get_model_spec
+from vmatch.types import VideoEmbedding
+
+SEGMENT_KEYS = {"query_start", "query_end", "reference_start", "reference_end", "score"}
+STEP = 1.0 + 1e-6  # one sampling step at 1 frame per second
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run ``vmatch ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_sub(*args, cwd=None, timeout=180) -> subprocess.CompletedProcess:
+    """Run ``python -m vmatch.cli ARGS`` as a separate process."""
+    return subprocess.run([sys.executable, "-m", "vmatch.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("vmatch: error:")]
+
+
+def ref_ids(bank_dir: Path) -> list[str]:
+    with Bank.open(bank_dir) as bank:
+        return [r.reference for r in bank.list()]
+
+
+@pytest.fixture(scope="session")
+def cli_bank(tmp_path_factory: pytest.TempPathFactory, match_set: MatchSet) -> Path:
+    """The references of ``match_set`` indexed by ``vmatch index --bank DIR <directory>``. Read-only."""
+    bank = tmp_path_factory.mktemp("cli_bank") / "bank"
+    assert main(["index", "--bank", str(bank), str(match_set.directory / "refs")]) == 0
+    return bank
+
+
+@pytest.fixture(scope="session")
+def model_threshold() -> float:
+    from vmatch.embed import make_embedder
+    from vmatch.pipeline import calibration_for
+
+    return calibration_for(make_embedder()).threshold
+
+
+def small_clip(path: Path, seed: int, seconds: float) -> Path:
+    return write_clip(path, scene_clip(seed, 0, seconds))
+
+
+# ------------------------------------------------------------------ match: the JSON contract
+def test_match_json_contract_end_to_end(cli_bank, match_set, model_threshold):
+    """One JSON object per query per line, with exactly the contract's keys and types, the query
+    path echoed, the threshold, matches sorted by score, and segments locating the planted copy."""
+    cases = ["trim", "insert", "fps15"]
+    paths = [match_set.planted[c].query for c in cases]
+    p = cli_sub("match", "--bank", cli_bank, "--json", *paths)
+    assert p.returncode == 0, p.stderr
+    assert error_lines(p.stderr) == []
+    lines = p.stdout.splitlines()
+    assert len(lines) == len(cases), p.stdout
+    durations = {"trim": 9.0, "insert": 25.0, "fps15": 16.0}
+    for case, path, line in zip(cases, paths, lines):
+        truth = match_set.planted[case]
+        obj = json.loads(line)
+        assert isinstance(obj, dict) and set(obj) == {"query", "duration", "threshold", "matches"}
+        assert obj["query"] == str(path)
+        assert isinstance(obj["duration"], float) and obj["duration"] == pytest.approx(durations[case], abs=0.1)
+        assert isinstance(obj["threshold"], float) and obj["threshold"] == pytest.approx(model_threshold, abs=1e-6)
+        matches = obj["matches"]
+        assert isinstance(matches, list) and matches
+        scores = [m["score"] for m in matches]
+        assert scores == sorted(scores, reverse=True)
+        for m in matches:
+            assert set(m) == {"reference", "score", "segments"}
+            assert isinstance(m["reference"], str) and m["reference"] in MATCH_REFERENCES
+            assert isinstance(m["score"], float) and m["score"] >= obj["threshold"]
+            assert isinstance(m["segments"], list) and m["segments"]
+            for s in m["segments"]:
+                assert set(s) == SEGMENT_KEYS and all(isinstance(s[k], float) for k in SEGMENT_KEYS)
+                assert s["query_start"] <= s["query_end"] and s["reference_start"] <= s["reference_end"]
+                assert 0 <= s["query_start"] and s["query_end"] <= obj["duration"]
+        top = matches[0]
+        assert top["reference"] == truth.reference
+        seg = top["segments"][0]
+        got = [seg["query_start"], seg["query_end"], seg["reference_start"], seg["reference_end"]]
+        want = [truth.query_start, truth.query_end, truth.reference_start, truth.reference_end]
+        assert np.all(np.abs(np.subtract(got, want)) <= STEP), (got, want)
+        assert seg["score"] == pytest.approx(top["score"], abs=1e-4)
+
+
+def test_min_score_lists_lower_scoring_references(capsys, cli_bank, match_set, model_threshold):
+    """Default: only matches >= the threshold. ``--min-score -1``: every aligned reference, sorted,
+    same scores. A floor above every score lists nothing."""
+    q = match_set.planted["slow"].query
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--json", q)
+    assert code == 0
+    default = json.loads(out)["matches"]
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--json", "--min-score", "-1", q)
+    assert code == 0 and len(out.splitlines()) == 1
+    everything = json.loads(out)["matches"]
+    assert default[0]["reference"] == "ref_charlie"
+    assert all(m["score"] >= model_threshold for m in default)
+    assert sorted(m["reference"] for m in everything) == sorted(MATCH_REFERENCES)  # all four aligned
+    assert [m["score"] for m in everything] == sorted((m["score"] for m in everything), reverse=True)
+    assert any(m["score"] < model_threshold for m in everything)
+    by_ref = {m["reference"]: m["score"] for m in everything}
+    assert all(by_ref[m["reference"]] == m["score"] for m in default)
+    assert [m["reference"] for m in everything if m["score"] >= model_threshold] == [m["reference"] for m in default]
+    top = everything[0]["score"]
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--json", "--min-score", top + 0.01, q)
+    assert code == 0 and json.loads(out)["matches"] == []
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--json", "--min-score", top - 0.01, q)
+    assert [m["reference"] for m in json.loads(out)["matches"]] == ["ref_charlie"]
+
+
+def _mmss(t: float) -> str:
+    return f"{int(t // 60)}:{t % 60:04.1f}"
+
+
+def test_text_table_names_reference_and_times(capsys, cli_bank, match_set):
+    q = match_set.planted["insert"].query
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--json", q)
+    seg = json.loads(out)["matches"][0]["segments"][0]
+    code, out, err = cli(capsys, "match", "--bank", cli_bank, q)
+    assert code == 0 and not out.lstrip().startswith("{")
+    assert str(q) in out and "ref_bravo" in out
+    line = next(line for line in out.splitlines() if "ref_bravo" in line)
+    for t in (seg["query_start"], seg["query_end"], seg["reference_start"], seg["reference_end"]):
+        assert _mmss(t) in line, (t, line)
+    assert _mmss(seg["query_start"]) == "0:08.0" and _mmss(seg["reference_start"]) == "0:05.0"
+    # A query without any match says so.
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--min-score", "5", q)
+    assert code == 0 and "no match" in out and "ref_bravo" not in out
+
+
+# ------------------------------------------------------------------ index
+def test_index_with_id_single_file_only(capsys, tmp_path, match_set):
+    bank = tmp_path / "bank"
+    delta, alpha = match_set.references["ref_delta"], match_set.references["ref_alpha"]
+    code, _, err = cli(capsys, "index", "--bank", bank, "--id", "custom name", delta)
+    assert code == 0, err
+    code, out, _ = cli(capsys, "list", "--bank", bank, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["reference"], r["n_frames"], r["source_name"]) for r in rows] == [("custom name", 20, "ref_delta.mp4")]
+    # --id with two files (or a directory of several): usage error, nothing written.
+    gen = Bank.open(bank).generation
+    for args in ([delta, alpha], [match_set.directory / "refs"]):
+        code, _, err = cli(capsys, "index", "--bank", bank, "--id", "x", *args)
+        assert code == 2, err
+        assert len(error_lines(err)) == 1 and "--id" in err
+    with Bank.open(bank) as b:
+        assert b.generation == gen and [r.reference for r in b.list()] == ["custom name"]
+    # --id with two files into a bank that does not exist yet: not even created.
+    code, _, _ = cli(capsys, "index", "--bank", tmp_path / "other", "--id", "x", delta, alpha)
+    assert code == 2 and not (tmp_path / "other").exists()
+
+
+def test_index_directory_recursively_names_by_stem(capsys, tmp_path):
+    src = tmp_path / "videos"
+    small_clip(src / "top_clip.mp4", 1601, 4)
+    small_clip(src / "sub" / "deeper" / "inner_clip.mkv", 1602, 3)
+    small_clip(src / "sub" / ".hidden_clip.mp4", 1603, 2)  # hidden: skipped
+    (src / "sub" / "notes.txt").write_text("not a video")
+    bank = tmp_path / "bank"
+    code, out, err = cli(capsys, "index", "--bank", bank, src)
+    assert code == 0, err
+    assert error_lines(err) == []
+    assert re.search(r"indexed 2 video\(s\): 7 frames, 7\.0 s of video in [\d.]+ s", err), err
+    with Bank.open(bank) as b:
+        assert [(r.reference, r.n_frames, r.source_name) for r in b.list()] == [
+            ("inner_clip", 3, "inner_clip.mkv"),
+            ("top_clip", 4, "top_clip.mp4"),
+        ]
+        assert b.snapshot().index.ntotal == 7
+
+
+def test_reindex_same_id_replaces(capsys, tmp_path):
+    a = small_clip(tmp_path / "clip_a.mp4", 1701, 5)
+    b = small_clip(tmp_path / "clip_b.mp4", 1702, 3)
+    bank = tmp_path / "bank"
+    assert cli(capsys, "index", "--bank", bank, a)[0] == 0
+    assert cli(capsys, "index", "--bank", bank, a)[0] == 0  # same file again: still one
+    code, out, _ = cli(capsys, "list", "--bank", bank)
+    assert code == 0 and len(out.splitlines()) == 1 and out.startswith("clip_a\t")
+    assert cli(capsys, "index", "--bank", bank, "--id", "clip_a", b)[0] == 0  # other content, same id
+    code, out, _ = cli(capsys, "list", "--bank", bank, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["reference"], r["n_frames"], r["sha256"]) for r in rows] == [("clip_a", 3, sha256_file(b))]
+    code, out, _ = cli(capsys, "info", "--bank", bank, "--json")
+    info = json.loads(out)
+    assert info["references"] == 1 and info["frames"] == 3
+
+
+def test_default_bank_is_index_in_cwd(capsys, tmp_path, monkeypatch, match_set):
+    monkeypatch.chdir(tmp_path)
+    clip = small_clip(tmp_path / "here.mp4", 1801, 4)
+    code, _, err = cli(capsys, "index", "here.mp4")
+    assert code == 0, err
+    assert (tmp_path / "index" / "bank.sqlite").is_file()
+    assert ref_ids(tmp_path / "index") == ["here"]
+    code, out, _ = cli(capsys, "list", "--json")
+    assert code == 0 and json.loads(out)["reference"] == "here"
+    code, out, _ = cli(capsys, "info", "--json")
+    assert code == 0 and json.loads(out)["references"] == 1
+    code, out, _ = cli(capsys, "match", "--json", clip)
+    assert code == 0 and json.loads(out)["matches"][0]["reference"] == "here"
+    code, out, _ = cli(capsys, "remove", "here")
+    assert code == 0 and ref_ids(tmp_path / "index") == []
+    # Elsewhere there is no ./index: a usage error naming it.
+    monkeypatch.chdir(match_set.directory)
+    code, _, err = cli(capsys, "info")
+    assert code == 2 and "index" in err
+
+
+# ------------------------------------------------------------------ remove, info, list
+def _fake_bank(path: Path, ids: list[str]) -> Path:
+    spec = FakeEmbedder().spec
+    with Bank.open(path, create=True, model=spec) as bank:
+        for i, rid in enumerate(ids):
+            f = np.random.default_rng(i).normal(size=(5, spec.dim)).astype(np.float32)
+            f /= np.linalg.norm(f, axis=1, keepdims=True)
+            bank.add(VideoEmbedding(rid, np.arange(5.0), f, 5.0, spec.model_id))
+    return path
+
+
+def test_remove_existing_and_missing_ids(capsys, tmp_path):
+    bank = _fake_bank(tmp_path / "bank", ["keep_me", "drop_me", "drop_too"])
+    code, out, err = cli(capsys, "remove", "--bank", bank, "drop_me", "no_such_id", "drop_too")
+    assert code == 1
+    assert sorted(out.splitlines()) == ["removed drop_me", "removed drop_too"]
+    lines = error_lines(err)
+    assert len(lines) == 1 and "no_such_id" in lines[0] and str(bank) in lines[0]
+    assert ref_ids(bank) == ["keep_me"]
+    with Bank.open(bank) as b:
+        assert b.snapshot().index.ntotal == 5
+    code, out, err = cli(capsys, "remove", "--bank", bank, "keep_me")
+    assert code == 0 and out.strip() == "removed keep_me" and err == ""
+    assert ref_ids(bank) == []
+
+
+def test_info_and_list(capsys, cli_bank, match_set):
+    code, out, _ = cli(capsys, "info", "--bank", cli_bank, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["references"] == 4 and info["frames"] == 110
+    assert info["seconds"] == pytest.approx(110.0, abs=0.5)
+    assert info["model_id"] == get_model_spec().model_id
+    code, out, _ = cli(capsys, "info", "--bank", cli_bank)
+    assert code == 0
+    assert re.search(r"^references:\s+4$", out, re.M) and re.search(r"^frames:\s+110$", out, re.M)
+    assert get_model_spec().model_id in out and str(cli_bank) in out
+
+    code, out, _ = cli(capsys, "list", "--bank", cli_bank, "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["reference"] for r in rows] == sorted(MATCH_REFERENCES)
+    for r in rows:
+        path = match_set.references[r["reference"]]
+        seconds = MATCH_REFERENCES[r["reference"]][1]
+        assert r["n_frames"] == int(seconds) and r["duration"] == pytest.approx(seconds, abs=0.05)
+        assert r["sha256"] == sha256_file(path) and r["source_name"] == path.name
+    code, out, _ = cli(capsys, "list", "--bank", cli_bank)
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == sorted(MATCH_REFERENCES)
+    assert "30 frames" in lines[0] and "20 frames" in lines[3]
+
+
+# ------------------------------------------------------------------ usage errors (exit 2)
+@pytest.mark.parametrize("command", [["match", "x.mp4"], ["info"], ["list"], ["remove", "some_id"]])
+def test_missing_bank_is_a_usage_error(capsys, tmp_path, command):
+    bank = tmp_path / "no_bank_here"
+    code, out, err = cli(capsys, command[0], "--bank", bank, *command[1:])
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and str(bank) in err and err.startswith("vmatch: error:")
+    assert not bank.exists()
+
+
+def test_corrupted_bank_is_a_usage_error(capsys, tmp_path, match_set):
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    garbage = np.random.default_rng(5).integers(0, 256, 8192, dtype=np.uint8).tobytes()
+    (bank / "bank.sqlite").write_bytes(garbage)
+    q = match_set.planted["trim"].query
+    for command in (["match", q], ["match", "--json", q], ["info"], ["list"], ["remove", "x"],
+                    ["index", match_set.references["ref_delta"]]):
+        code, out, err = cli(capsys, command[0], "--bank", bank, *command[1:])
+        assert code == 2, (command, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "corrupted" in lines[0] and str(bank) in lines[0], (command, err)
+        assert out == ""
+    assert (bank / "bank.sqlite").read_bytes() == garbage  # never "repaired" by overwriting
+
+
+def _damaged_bank(path: Path, how: str) -> Path:
+    spec = FakeEmbedder().spec
+    with Bank.open(path, create=True, model=spec) as bank:
+        for i in range(30):
+            f = np.random.default_rng(i).normal(size=(200, spec.dim)).astype(np.float32)
+            f /= np.linalg.norm(f, axis=1, keepdims=True)
+            bank.add(VideoEmbedding(f"r{i}", np.arange(200.0), f, 200.0, spec.model_id))
+    db = path / "bank.sqlite"
+    if how == "damaged_pages":  # a valid header and schema, noise over pages in the middle
+        data = bytearray(db.read_bytes())
+        mid = len(data) // 2
+        data[mid : mid + 20000] = np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+        db.write_bytes(bytes(data))
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("DROP TABLE refs")
+    return path
+
+
+@pytest.mark.parametrize("how", ["damaged_pages", "missing_table"])
+def test_damaged_sqlite_bank_is_a_usage_error(capsys, tmp_path, match_set, how):
+    """A bank.sqlite that SQLite opens but cannot read through (damaged pages, a table gone) is
+    reported as corrupted (exit 2, one line), never as a traceback or as a failure of the inputs."""
+    q = match_set.planted["trim"].query
+    for command in (["info"], ["list"], ["match", "--json", q], ["remove", "r3"],
+                    ["index", match_set.references["ref_delta"]]):
+        bank = _damaged_bank(tmp_path / f"{how}_{command[0]}", how)
+        code, out, err = cli(capsys, command[0], "--bank", bank, *command[1:])
+        assert code == 2, (command, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "corrupted" in lines[0] and str(bank) in lines[0], (command, err)
+        assert "error" not in out
+    from vmatch.errors import BankError
+
+    with pytest.raises(BankError, match="corrupted"):
+        with Bank.open(_damaged_bank(tmp_path / f"{how}_api", how)) as b:
+            b.list()
+            b.snapshot()
+
+
+def test_model_mismatch_is_a_usage_error(capsys, tmp_path, match_set):
+    clip = match_set.references["ref_delta"]
+    fake_bank = tmp_path / "fake_bank"
+    Bank.open(fake_bank, create=True, model=FakeEmbedder().spec).close()
+    code, _, err = cli(capsys, "index", "--bank", fake_bank, "--model", "effnet-lite0-gem", clip)
+    assert code == 2
+    assert len(error_lines(err)) == 1 and FakeEmbedder().spec.model_id in err and get_model_spec().model_id in err
+    assert ref_ids(fake_bank) == []
+    # Without --model the bank's own model is used.
+    code, _, err = cli(capsys, "index", "--bank", fake_bank, clip)
+    assert code == 0, err
+    assert ref_ids(fake_bank) == ["ref_delta"]
+    # A bank of the default model refuses another registered model, and an unknown one.
+    real_bank = tmp_path / "real_bank"
+    Bank.open(real_bank, create=True).close()
+    for model in ("effnet-lite0-gem-raw", "no-such-model"):
+        code, _, err = cli(capsys, "index", "--bank", real_bank, "--model", model, clip)
+        assert code == 2 and len(error_lines(err)) == 1 and model in err
+    assert ref_ids(real_bank) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["match", "--fps", "0", "x.mp4"], ["index", "--fps", "abc", "x.mp4"], ["index"], ["match", "--bank", "b"],
+     ["index", "--batch-size", "0", "x.mp4"], ["frobnicate"], ["match", "--min-score", "high", "x.mp4"], []],
+)
+def test_bad_flags_exit_2(capsys, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and out == "" and err
+    assert list(tmp_path.iterdir()) == []  # no bank created
+
+
+# ------------------------------------------------------------------ bad inputs (exit 1)
+def _check_bad_input_errors(err: str, bad_inputs) -> None:
+    lines = error_lines(err)
+    for name, (path, words) in bad_inputs.items():
+        mine = [line for line in lines if str(path) in line]
+        assert len(mine) == 1, (name, err)
+        assert words in mine[0], (name, mine[0])
+    assert len(lines) == len(bad_inputs), err
+    assert not any(line.startswith(("Traceback", "  File")) for line in err.splitlines()), err
+
+
+def test_index_bad_inputs_are_reported_and_skipped(capsys, tmp_path, bad_inputs, match_set):
+    good = match_set.references["ref_delta"]
+    paths = [p for p, _ in bad_inputs.values()]
+    args = paths[:3] + [good] + paths[3:]  # failures before and after the good file
+    bank = tmp_path / "bank"
+    code, out, err = cli(capsys, "index", "--bank", bank, *args)
+    assert code == 1
+    _check_bad_input_errors(err, bad_inputs)
+    assert re.search(r"indexed 1 video\(s\): 20 frames", err), err
+    with Bank.open(bank) as b:
+        assert [(r.reference, r.n_frames) for r in b.list()] == [("ref_delta", 20)]
+        assert b.snapshot().index.ntotal == 20
+    # Only bad inputs: exit 1, nothing written.
+    code, _, err = cli(capsys, "index", "--bank", bank, *paths)
+    assert code == 1
+    assert ref_ids(bank) == ["ref_delta"]
+
+
+def test_match_bad_inputs_give_error_objects(capsys, cli_bank, bad_inputs, match_set, model_threshold):
+    good = match_set.planted["trim"].query
+    paths = [p for p, _ in bad_inputs.values()]
+    code, out, err = cli(capsys, "match", "--bank", cli_bank, "--json", paths[0], good, *paths[1:])
+    assert code == 1
+    _check_bad_input_errors(err, bad_inputs)
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert len(objs) == len(paths) + 1
+    by_query = {o["query"]: o for o in objs}
+    assert set(by_query) == {str(p) for p in paths} | {str(good)}
+    for name, (path, words) in bad_inputs.items():
+        o = by_query[str(path)]
+        assert set(o) == {"query", "duration", "threshold", "error"}, o
+        assert str(path) in o["error"] and words in o["error"] and "\n" not in o["error"]
+        assert o["threshold"] == pytest.approx(model_threshold, abs=1e-6)
+    ok = by_query[str(good)]
+    assert set(ok) == {"query", "duration", "threshold", "matches"}
+    assert ok["matches"][0]["reference"] == "ref_alpha"
+    # The text table reports the errors too.
+    code, out, err = cli(capsys, "match", "--bank", cli_bank, paths[0], good)
+    assert code == 1 and "ERROR" in out and "ref_alpha" in out
+
+
+# ------------------------------------------------------------------ interruption
+N_KILL_VIDEOS = 8
+KILL_SECONDS = 25
+
+
+@pytest.fixture(scope="session")
+def kill_videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("kill_videos")
+    return [write_clip(d / f"kv_{i}.mp4", scene_clip(1900 + i, 0, KILL_SECONDS)) for i in range(N_KILL_VIDEOS)]
+
+
+def _start_index_and_wait_for_first_reference(bank: Path, videos: list[Path]) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "vmatch.cli", "index", "--bank", str(bank), *map(str, videos)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = bank / "bank.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"index ended (rc {proc.returncode}) before it could be interrupted: {err}")
+        if db.exists():
+            try:  # read-only: the poll itself must not write to the bank
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                    if conn.execute("SELECT count(*) FROM refs").fetchone()[0] >= 1:
+                        return proc
+            except sqlite3.Error:
+                pass  # not created yet
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("no reference was written within 120 s")
+
+
+def _check_complete(bank_dir: Path) -> dict[str, VideoEmbedding]:
+    """Every listed reference holds all of its frames; the frame index holds exactly those."""
+    with Bank.open(bank_dir) as bank:
+        refs = bank.list()
+        assert refs
+        embs = {r.reference: bank.reference_embedding(r.reference) for r in refs}
+        for r in refs:
+            assert r.n_frames == KILL_SECONDS == len(embs[r.reference]), r
+            np.testing.assert_array_equal(embs[r.reference].timestamps, np.arange(float(KILL_SECONDS)))
+        assert bank.snapshot().index.ntotal == sum(r.n_frames for r in refs)
+        assert bank.info()["frames"] == sum(r.n_frames for r in refs)
+    return embs
+
+
+def test_kill_9_during_index_leaves_a_usable_bank(capsys, tmp_path, kill_videos):
+    bank = tmp_path / "bank"
+    proc = _start_index_and_wait_for_first_reference(bank, kill_videos)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    before = _check_complete(bank)
+    assert 1 <= len(before) < N_KILL_VIDEOS, "the kill came too late to test anything"
+    assert set(before) <= {p.stem for p in kill_videos}
+    code, out, err = cli(capsys, "info", "--bank", bank, "--json")
+    assert code == 0, err
+    assert json.loads(out)["references"] == len(before)
+
+    # A second run completes the bank (the dead writer's lock does not block it).
+    code, _, err = cli(capsys, "index", "--bank", bank, *kill_videos)
+    assert code == 0, err
+    after = _check_complete(bank)
+    assert sorted(after) == sorted(p.stem for p in kill_videos)
+    # What survived the kill is exactly what a fresh index of the file gives.
+    for rid, emb in before.items():
+        np.testing.assert_allclose(emb.features, after[rid].features, atol=1e-5)
+
+
+def test_ctrl_c_during_index_exits_130_with_a_loadable_bank(capsys, tmp_path, kill_videos):
+    bank = tmp_path / "bank"
+    proc = _start_index_and_wait_for_first_reference(bank, kill_videos)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    done = _check_complete(bank)
+    assert 1 <= len(done) < N_KILL_VIDEOS, "the interruption came too late to test anything"
+    code, out, err = cli(capsys, "info", "--bank", bank, "--json")
+    assert code == 0 and json.loads(out)["references"] == len(done)
+    # The bank was closed properly: its frame index is saved for the current generation.
+    with Bank.open(bank) as b:
+        assert (bank / f"index.{b.generation}.faiss").is_file()
