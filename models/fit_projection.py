@@ -44,7 +44,7 @@ from vmatch.augment import augment  # noqa: E402
 from vmatch.decode import iter_frames  # noqa: E402
 from vmatch.embed import TorchEmbedder, tune_cpu_allocator  # noqa: E402
 from vmatch.models import get_model_spec  # noqa: E402
-from vmatch.synth import scene_frames, uninformative_frames  # noqa: E402
+from vmatch.synth import resize, scene_frames, uninformative_frames  # noqa: E402
 
 
 def training_clips(clips_dir: Path, split_file: Path) -> list[tuple[Path, str]]:
@@ -66,6 +66,28 @@ def decode_clip(path: Path, fps: float, size=(224, 224)) -> tuple[np.ndarray, np
         ts.append(t)
         fr.append(rgb)
     return np.asarray(ts), (np.stack(fr) if fr else np.zeros((0, size[0], size[1], 3), np.uint8))
+
+
+#: Seeds of the generated footage used here. They are reserved (>= 900000): tests, the demo and
+#: benchmarks use lower seeds, so none of their videos is in the background set.
+SEED_TRAIN, SEED_CAL_REFS, SEED_CAL_NEGS, SEED_FILLER = 900_000, 910_000, 920_000, 930_000
+#: Generated references and generated negative queries per calibration fold.
+GENERATED_CAL = 30
+
+
+def generated_frames(seed: int, n: int, fps: float) -> np.ndarray:
+    """Generated footage as the decoder hands it to the CNN: even seeds 16:9 (320x180) squashed to
+    224x224, odd seeds square. Tests and the demo use 16:9 generated clips."""
+    if seed % 2 == 0:
+        return resize(scene_frames(seed, width=320, height=180, n_frames=n, fps=fps), height=224, width=224)
+    return scene_frames(seed, width=224, height=224, n_frames=n, fps=fps)
+
+
+def calibration_frames(seed: int, n: int) -> np.ndarray:
+    """Generated footage for calibration at 1 frame/s, in the sizes tests and demos use
+    (160x90, 320x180, 224x224 by ``seed % 3``), squashed to 224x224 as the decoder does."""
+    w, h = ((160, 90), (320, 180), (224, 224))[seed % 3]
+    return resize(scene_frames(seed, width=w, height=h, n_frames=n, fps=1.0), height=224, width=224)
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -122,7 +144,7 @@ def calibrate(emb, frames, clip_of, raw, mean, comps, *, groups, extra_bg, fps, 
     rng = np.random.default_rng(seed + 7)
     clips = np.unique(clip_of)
     per_clip = {c: np.flatnonzero(clip_of == c)[::step] for c in clips}
-    filler = scene_frames(4242, width=224, height=224, n_frames=60, fps=1.0)
+    filler = generated_frames(SEED_FILLER, 60, 1.0)
     filler_p = project(emb.embed_raw_gem(filler), mean, comps)
     pos_scores, neg_scores, found = [], [], 0
     group_names = sorted(set(groups))
@@ -143,8 +165,8 @@ def calibrate(emb, frames, clip_of, raw, mean, comps, *, groups, extra_bg, fps, 
                 idx = per_clip[c]
                 bank.add_embedding(VideoEmbedding(f"c{c}", np.arange(len(idx), dtype=float),
                                                   project(raw[idx], mean, comps), float(len(idx)), spec.model_id))
-            for k in range(6):  # generated footage as references too: the tests' and demo's domain
-                fr = scene_frames(7100 + k, width=224, height=224, n_frames=20, fps=1.0)
+            for k in range(GENERATED_CAL):  # generated footage as references too: the tests' and demo's domain
+                fr = calibration_frames(SEED_CAL_REFS + 100 * fold + k, 20)
                 bank.add_embedding(VideoEmbedding(f"s{k}", np.arange(20, dtype=float),
                                                   project(emb.embed_raw_gem(fr), mean, comps), 20.0, spec.model_id))
             queries = []
@@ -164,8 +186,8 @@ def calibrate(emb, frames, clip_of, raw, mean, comps, *, groups, extra_bg, fps, 
                 queries.append((f"c{c}", feats))
             for c in negs:  # negatives: other training clips, whole
                 queries.append((None, project(raw[per_clip[c]], mean, comps)))
-            for k in range(6):  # and generated footage
-                fr = scene_frames(7000 + k, width=224, height=224, n_frames=20, fps=1.0)
+            for k in range(GENERATED_CAL):  # and generated footage
+                fr = calibration_frames(SEED_CAL_NEGS + 100 * fold + k, 20)
                 queries.append((None, project(emb.embed_raw_gem(fr), mean, comps)))
             for truth, feats in queries:
                 q = VideoEmbedding("q", np.arange(len(feats), dtype=float), feats, float(len(feats)), spec.model_id)
@@ -204,7 +226,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--shrink", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--synthetic", type=int, default=8, help="generated scene clips added to training (30 s each)")
+    ap.add_argument("--synthetic", type=int, default=16, help="generated scene clips added to training (30 s each)")
     ap.add_argument("--cache", type=Path, default=None, help="reuse/store raw features here (speeds up re-fits)")
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "effnet_lite0_gem_pca256.npz")
     args = ap.parse_args(argv)
@@ -225,7 +247,7 @@ def main(argv=None) -> int:
         print(f"  {p.name}: {len(fr)} frames", file=sys.stderr)
     n_real = sum(len(f) for f in frames)
     for k in range(args.synthetic):  # generated scenes: more variety than the few training clips
-        fr = scene_frames(1000 + k, width=224, height=224, n_frames=int(30 * args.fps), fps=args.fps)
+        fr = generated_frames(SEED_TRAIN + k, int(30 * args.fps), args.fps)
         frames.append(fr)
         clip_of += [len(clips) + k] * len(fr)
     frames = np.concatenate(frames)

@@ -66,13 +66,23 @@ def test_noise_only_gives_nothing_strong():
     assert all(s.score < 0.05 for s in segs)
 
 
-def test_single_coincidence_scores_half():
+def test_single_coincidence_scores_half_or_is_rejected():
     tq, tr = np.arange(10.0), np.arange(10.0)
     sim = np.full((10, 10), -0.2, np.float32)
     sim[3, 7] = 0.4
-    (s,) = align_pair(sim, tq, tr)
+    assert align_pair(sim, tq, tr) == []  # default: a segment spans >= 2 frames on each side
+    (s,) = align_pair(sim, tq, tr, AlignParams(min_distinct_frames=1))
     assert s.score == pytest.approx(0.2)
     assert (s.query_start, s.reference_start) == (3.0, 7.0)
+
+
+def test_frozen_reference_frame_is_not_a_copy():
+    tq, tr = np.arange(10.0), np.arange(10.0)
+    sim = np.full((10, 10), -0.2, np.float32)
+    sim[2:5, 6] = 0.4  # three query frames all on one reference frame
+    assert align_pair(sim, tq, tr) == []
+    sim[5, 7] = 0.4  # ...and then the reference moves on: now a (slow) copy
+    assert align_pair(sim, tq, tr)
 
 
 def test_long_copy_beats_short_of_same_similarity():

@@ -43,10 +43,14 @@ class AlignParams:
         min_segment_score: segments scoring below this are dropped.
         hit_cost: subtracted from every hit's similarity inside the dynamic programme, so that
             chains of barely-positive coincidences do not outgrow a short strong copy.
+        min_distinct_frames: a segment must span at least this many distinct sampled frames on
+            each timeline (unless a whole video has fewer): a chain that stays on one reference
+            frame while the query moves on (or the reverse) is a coincidence, not a copy.
     """
 
     hit_threshold: float = 0.0
     hit_cost: float = 0.05
+    min_distinct_frames: int = 2
     top_k_per_row: int = 5
     max_gap: float = 6.0
     min_speed: float = 0.5
@@ -157,22 +161,18 @@ def _best_chain(
     return chain
 
 
-def _trim_chain(chain: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
-    """Drop weak hits at either end of a chain (the DP maximises the total, so it happily
-    extends a copy by a few coincidental low hits in the unrelated footage around it)."""
-    lo, hi = 0, chain.size
-    while hi - lo > 1:
-        score = total / (hi - lo + 1.0)
-        v_lo, v_hi = vals[chain[lo]], vals[chain[hi - 1]]
-        if min(v_lo, v_hi) >= 0.5 * score:
-            break
-        if v_lo <= v_hi:
-            total -= v_lo
-            lo += 1
-        else:
-            total -= v_hi
-            hi -= 1
-    return chain[lo:hi]
+def _trim_chain(chain: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Drop weak hits at either end of a chain: below half the chain's median similarity.
+
+    The DP maximises the total, so it happily extends a copy by a few coincidental weaker hits
+    in the unrelated footage around it; those would stretch the located segment.
+    """
+    v = vals[chain]
+    floor = 0.5 * float(np.median(v))
+    strong = np.flatnonzero(v >= floor)
+    if strong.size == 0:
+        return chain
+    return chain[strong[0] : strong[-1] + 1]
 
 
 def align_pair(
@@ -228,9 +228,13 @@ def align_pair(
             break
         c = np.asarray(chain)
         alive[c] = False
-        c = _trim_chain(c, vals, float(vals[c].sum()))
+        c = _trim_chain(c, vals)
         score = float(vals[c].sum()) / (c.size + 1.0)
         if score < params.min_segment_score:
+            continue
+        need_q = min(params.min_distinct_frames, tq_all.size)
+        need_r = min(params.min_distinct_frames, tr_all.size)
+        if np.unique(rows[c]).size < need_q or np.unique(cols[c]).size < need_r:
             continue
         seg = Segment(
             query_start=float(tq[c[0]]),

@@ -215,7 +215,7 @@ _REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
                 pooling="gem",
                 gem_p=3.0,
                 projection="effnet_lite0_gem_pca256.npz",
-                projection_sha256="00d7435466cf167ac1339b05b5f17fbc752291ea4a78f17e7dd7e16dc4dda882",  # models/fit_projection.py prints it
+                projection_sha256="e6869bb7502b585075bd094b627ff01e0c292c1ceaae1ab7ca50bacdf499c252",  # models/fit_projection.py prints it
                 dim=256,
                 hflip_tta=True,
             ),

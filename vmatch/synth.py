@@ -3,6 +3,10 @@
 Used by the tests, by ``vmatch demo`` and to make background footage. Only numpy and PyAV are
 needed. Every generator is deterministic from its ``seed``.
 
+Seeds >= 900000 are reserved for the footage that ``models/fit_projection.py`` puts into the
+model's background set; tests, the demo and benchmarks use lower seeds, so that none of their
+videos is (unfairly) part of the background.
+
 Frame arrays are ``uint8`` ``[N, H, W, 3]`` (RGB); a single frame is ``[H, W, 3]``.
 
 * :func:`scene_frames` / :func:`iter_scene_frames`: moving smooth shapes over a drifting
