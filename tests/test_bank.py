@@ -180,3 +180,21 @@ def test_kill_during_writes_leaves_loadable_bank(tmp_path):
         assert bank.snapshot().index.ntotal == 200 * len(refs)
         bank.add(_emb("after", 200, 99, spec=SPEC))  # and it is still writable
     assert not list(tmp_path.glob(".tmp-index.*"))
+
+
+def test_full_disk_leaves_bank_as_it_was(tmp_path):
+    """SQLite's SQLITE_FULL (what a full disk gives) during an add: a clear BankError, nothing of
+    that reference written, the bank still readable and writable once there is room again."""
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("a", 10, 1))
+        pages = bank._conn.execute("PRAGMA page_count").fetchone()[0]
+        bank._conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # the "disk" is now full
+        with pytest.raises(BankError, match="disk full while writing big"):
+            bank.add(_emb("big", 5000, 2))
+        assert [r.reference for r in bank.list()] == ["a"]
+        assert bank.snapshot().index.ntotal == 10
+        bank._conn.execute("PRAGMA max_page_count = 1073741823")  # room again
+        bank.add(_emb("big", 5000, 2))
+    with Bank.open(tmp_path) as bank:
+        assert [(r.reference, r.n_frames) for r in bank.list()] == [("a", 10), ("big", 5000)]
+        assert bank.snapshot().index.ntotal == 5010
