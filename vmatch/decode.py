@@ -15,7 +15,6 @@ a raw PyAV/FFmpeg exception.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -89,15 +88,13 @@ def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
     """
     if not isinstance(chunk, int) or chunk < 1:
         raise UsageError(f"sha256_file: chunk must be a positive number of bytes, got {chunk!r}")
+    from vmatch.models import file_sha256
+
     name = _check_file(path)
-    digest = hashlib.sha256()
     try:
-        with open(name, "rb") as fh:
-            while block := fh.read(chunk):
-                digest.update(block)
+        return file_sha256(name, chunk=chunk)
     except OSError as exc:
         raise DecodeError(name, f"cannot read the file ({exc.strerror or exc}); check permissions") from exc
-    return digest.hexdigest()
 
 
 def find_videos(

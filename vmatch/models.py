@@ -274,19 +274,23 @@ def default_models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes.
+def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read ``chunk`` bytes at a time (memory bounded).
 
     Args:
         path: File to hash.
+        chunk: Bytes per read.
 
     Returns:
         Lower-case hex digest.
+
+    Raises:
+        OSError: the file cannot be read.
     """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+        while block := fh.read(chunk):
+            digest.update(block)
     return digest.hexdigest()
 
 
