@@ -198,3 +198,23 @@ def test_full_disk_leaves_bank_as_it_was(tmp_path):
     with Bank.open(tmp_path) as bank:
         assert [(r.reference, r.n_frames) for r in bank.list()] == [("a", 10), ("big", 5000)]
         assert bank.snapshot().index.ntotal == 5010
+
+
+def test_one_snapshot_serves_a_whole_search_while_the_bank_changes(tmp_path):
+    """A reader that holds a snapshot keeps resolving hits against that generation, even after
+    a writer (here another handle) replaced and added references."""
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("a", 6, 1))
+        bank.add(_emb("b", 6, 2))
+    reader = Bank.open(tmp_path)
+    snap = reader.snapshot()
+    with Bank.open(tmp_path) as writer:
+        writer.remove(["a"])
+        writer.add(_emb("c", 9, 3))
+    q = _emb("b", 6, 2).features[2:3]
+    hits = reader.search(q, 1, snapshot=snap)
+    assert snap.ref_ids[hits.ref_index[0, 0]] == "b" and hits.frame_index[0, 0] == 2
+    np.testing.assert_allclose(reader.reference_vectors(hits.ref_index[0, 0], snapshot=snap)[2], q[0], atol=1e-6)
+    fresh = reader.snapshot()  # a new call sees the new generation
+    assert fresh.generation > snap.generation and fresh.ref_ids == ["b", "c"]
+    reader.close()

@@ -631,9 +631,13 @@ class Bank:
             self._dirty = False
             return target
 
-    def search(self, features: np.ndarray, k: int) -> FrameHits:
-        """k-nearest reference frames of each query frame (inner product on L2-normalised rows)."""
-        snap = self.snapshot()
+    def search(self, features: np.ndarray, k: int, *, snapshot: _Snapshot | None = None) -> FrameHits:
+        """k-nearest reference frames of each query frame (inner product on L2-normalised rows).
+
+        Pass the ``snapshot`` the caller already holds so that every step of one match sees the
+        same generation, even while a writer changes the bank.
+        """
+        snap = snapshot if snapshot is not None else self.snapshot()
         q = np.ascontiguousarray(features, dtype=np.float32)
         nq = q.shape[0]
         if snap.index.ntotal == 0 or nq == 0:
@@ -647,9 +651,9 @@ class Bank:
         ref_idx = np.where(valid, ref_idx, -1)
         return FrameHits(ref_idx, frame_idx, sim)
 
-    def reference_vectors(self, ref_pos: int) -> np.ndarray:
+    def reference_vectors(self, ref_pos: int, *, snapshot: _Snapshot | None = None) -> np.ndarray:
         """[n, D] frame features of the reference at position ``ref_pos`` of the snapshot."""
-        snap = self.snapshot()
+        snap = snapshot if snapshot is not None else self.snapshot()
         a, n = int(snap.first_fids[ref_pos]), int(snap.n_frames[ref_pos])
         return snap.index.reconstruct_batch(np.arange(a, a + n, dtype=np.int64))
 

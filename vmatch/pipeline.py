@@ -228,7 +228,7 @@ def match_embedding(
     snap = bank.snapshot()
     q = query.features
     bias = params.beta * calibration.background_similarity(q)
-    hits = bank.search(q, params.k)
+    hits = bank.search(q, params.k, snapshot=snap)  # one generation for the whole match
     if hits.ref_index.size == 0:
         return MatchReport(query=name, duration=query.duration, threshold=threshold, matches=())
     adj = hits.similarity - bias[:, None]
@@ -240,7 +240,7 @@ def match_embedding(
     cands = sorted(best_by_ref, key=lambda r: -best_by_ref[r])[: params.max_candidates]
     matches: list[Match] = []
     for r in cands:
-        ref_vecs = bank.reference_vectors(r)
+        ref_vecs = bank.reference_vectors(r, snapshot=snap)
         sim = q @ ref_vecs.T - bias[:, None]
         segs = align_pair(sim, query.timestamps, snap.timestamps[r], params.align)
         if not segs:
