@@ -218,3 +218,34 @@ def test_one_snapshot_serves_a_whole_search_while_the_bank_changes(tmp_path):
     fresh = reader.snapshot()  # a new call sees the new generation
     assert fresh.generation > snap.generation and fresh.ref_ids == ["b", "c"]
     reader.close()
+
+
+def test_concurrent_creation_gives_one_bank(tmp_path):
+    """Two processes creating the same new bank at once: both succeed, one bank, one model."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from vmatch.bank import Bank
+        from vmatch.models import ModelSpec
+        import os, time
+        spec = ModelSpec(name="test-spec", version=1, weights="", weights_sha256="", dim={DIM}, projection="")
+        print("ready", flush=True)
+        while not os.path.exists(sys.argv[2]):  # start together: the race is the point
+            time.sleep(0.001)
+        Bank.open(sys.argv[1], create=True, model=spec).close()
+        print("ok")
+        """
+    )
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "b"), str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    go.touch()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    with Bank.open(tmp_path / "b") as bank:
+        assert bank.model_id == SPEC.model_id and bank.generation == 0
+        rows = bank._conn.execute("SELECT key, count(*) FROM meta GROUP BY key HAVING count(*) > 1").fetchall()
+        assert rows == []

@@ -234,11 +234,11 @@ class Bank:
                 if not create:
                     raise BankError(f"{db}: not a vmatch bank (no meta table)")
                 spec = model if model is not None else get_model_spec()
-                with _txn(conn):
+                with _txn(conn, immediate=True):  # one creator wins; the others see its bank
                     for stmt in _SCHEMA:  # (executescript would commit the open transaction)
                         conn.execute(stmt)
                     conn.executemany(
-                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                         [
                             ("format_version", str(FORMAT_VERSION)),
                             ("model_spec", spec.to_json()),
