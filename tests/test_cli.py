@@ -7,6 +7,7 @@ Videos come from ``match_set`` / ``bad_inputs`` (conftest.py) or are generated h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
@@ -529,3 +530,58 @@ def test_ctrl_c_during_index_exits_130_with_a_loadable_bank(capsys, tmp_path, ki
     # The bank was closed properly: its frame index is saved for the current generation.
     with Bank.open(bank) as b:
         assert (bank / f"index.{b.generation}.faiss").is_file()
+
+
+# ------------------------------------------------------------------ signals without media: hash + lookup
+def test_hash_then_lookup_gives_the_matches_of_match(capsys, cli_bank, match_set, tmp_path):
+    """`vmatch hash` on the client + `vmatch lookup` on the server == `vmatch match` on the video:
+    same references, same segments, scores within 1e-3 (features travel as float16)."""
+    q = match_set.planted["insert"].query
+    code, out, err = cli(capsys, "hash", "--out", tmp_path, q)
+    assert code == 0, err
+    line = json.loads(out)
+    sig = Path(line["cnn"]["path"])
+    assert sig == tmp_path / (q.stem + ".vmsig") and sig.is_file()
+    assert line["md5"] == hashlib.md5(q.read_bytes()).hexdigest()
+    assert line["sha1"] == hashlib.sha1(q.read_bytes()).hexdigest()
+    assert sig.stat().st_size < 30_000  # compact: no frames, no media
+    code, out, _ = cli(capsys, "lookup", "--bank", cli_bank, "--json", sig)
+    assert code == 0
+    by_sig = json.loads(out)
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--json", q)
+    by_video = json.loads(out)
+    assert by_sig["query"] == str(sig) and by_sig["duration"] == by_video["duration"]
+    assert by_sig["threshold"] == by_video["threshold"]
+    assert [m["reference"] for m in by_sig["matches"]] == [m["reference"] for m in by_video["matches"]]
+    assert by_video["matches"] and by_video["matches"][0]["reference"] == "ref_bravo"
+    for a, b in zip(by_sig["matches"], by_video["matches"]):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+        assert [(s["query_start"], s["query_end"], s["reference_start"], s["reference_end"]) for s in a["segments"]] \
+            == [(s["query_start"], s["query_end"], s["reference_start"], s["reference_end"]) for s in b["segments"]]
+
+
+def test_lookup_bad_signal_files(capsys, cli_bank, match_set, tmp_path):
+    """Garbage, a truncated signal, and a signal of another model: one error line each naming the
+    file, an "error" object in the JSON, the good file still answered, exit 1."""
+    from vmatch.embed import FakeEmbedder
+    from vmatch.pipeline import embed_video
+    from vmatch.signals import cnn
+
+    q = match_set.planted["trim"].query
+    code, out, _ = cli(capsys, "hash", "--out", tmp_path, q)
+    good = Path(json.loads(out)["cnn"]["path"])
+    garbage = tmp_path / "garbage.vmsig"
+    garbage.write_bytes(b"not a signal at all")
+    truncated = tmp_path / "truncated.vmsig"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    fake = FakeEmbedder()
+    other = cnn.write(tmp_path / "other.vmsig", embed_video(q, fake), model=fake.spec.to_dict(), fps=1.0)
+    code, out, err = cli(capsys, "lookup", "--bank", cli_bank, "--json", garbage, truncated, other, good)
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["query"] for r in rows] == [str(garbage), str(truncated), str(other), str(good)]
+    assert all("error" in r and "matches" not in r for r in rows[:3])
+    assert "not a vmatch-cnn-signal file" in rows[0]["error"] and "model" in rows[2]["error"]
+    assert rows[3]["matches"] and rows[3]["matches"][0]["reference"] == match_set.planted["trim"].reference
+    errs = err.strip().splitlines()
+    assert len(errs) == 3 and all(str(p) in e for p, e in zip((garbage, truncated, other), errs))

@@ -1,4 +1,4 @@
-"""Command line: ``vmatch index | match | remove | info | list | demo``.
+"""Command line: ``vmatch index | match | hash | lookup | remove | info | list | demo``.
 
 Exit codes: 0 success; 1 some inputs failed (the others were processed); 2 usage errors (bad
 flags, missing or corrupted bank, model mismatch); 130 interrupted.
@@ -83,6 +83,27 @@ def _build_parser() -> argparse.ArgumentParser:
     pm.add_argument(
         "--threshold", type=float, default=None, help="decision threshold (default: the model's calibration)"
     )
+
+    ph = sub.add_parser(
+        "hash",
+        parents=[embed_opts],
+        help="compute a video's signals without matching (for matching without the media)",
+        description="Write each video's CNN signal (frame embeddings + timestamps, format "
+        "vmatch-cnn-signal v1) to OUT/<name>.vmsig and print one JSON line per video with its "
+        "MD5/SHA-1/SHA-256. `vmatch lookup` matches a .vmsig like `vmatch match` matches the video.",
+    )
+    ph.add_argument("paths", nargs="+", metavar="PATH")
+    ph.add_argument("--out", default=".", metavar="DIR", help="where to write the .vmsig files (default: .)")
+    ph.add_argument("--model", default=None, help="model (default: effnet-lite0-gem); must be the bank's")
+
+    plk = sub.add_parser(
+        "lookup", parents=[common], help="match signals (from `vmatch hash`) against a bank, without the media"
+    )
+    plk.add_argument("paths", nargs="+", metavar="FILE")
+    plk.add_argument("--signal-type", default="cnn", choices=["cnn"], help="kind of signal file (default: cnn)")
+    plk.add_argument("--json", action="store_true", help="one JSON object per signal file per line on stdout")
+    plk.add_argument("--min-score", type=float, default=None)
+    plk.add_argument("--threshold", type=float, default=None)
 
     pr = sub.add_parser("remove", parents=[common], help="remove references by id")
     pr.add_argument("ids", nargs="+", metavar="ID")
@@ -258,6 +279,74 @@ def cmd_match(args) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def cmd_hash(args) -> int:
+    from vmatch.embed import make_embedder, tune_cpu_allocator
+    from vmatch.decode import find_videos
+    from vmatch.pipeline import embed_video
+    from vmatch.signals import cnn
+    from vmatch.signals.exact import file_hashes
+
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{out_dir}: cannot create output directory ({e.strerror or e})") from e
+    files, problems = find_videos(args.paths)
+    for path, reason in problems:
+        _err(f"{path}: {reason}")
+    tune_cpu_allocator()
+    embedder = make_embedder(args.model, device=args.device, batch_size=args.batch_size, threads=args.threads)
+    failed = len(problems)
+    for f in files:
+        try:
+            emb = embed_video(f, embedder, fps=args.fps)
+            digests = file_hashes(f)
+            target = cnn.write(out_dir / (f.stem + cnn.SUFFIX), emb, model=embedder.spec.to_dict(), fps=args.fps)
+        except VmatchError as e:
+            failed += 1
+            _err(str(e))
+            continue
+        print(json.dumps({
+            "file": str(f), "duration": round(emb.duration, 3), **digests,
+            "cnn": {"path": str(target), "frames": len(emb), "model_id": emb.model_id},
+        }), flush=True)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def cmd_lookup(args) -> int:
+    from vmatch.pipeline import MatchParams, calibration_for, match_embedding
+    from vmatch.signals import cnn
+    from vmatch.types import MatchReport
+
+    bank = _open_bank(args, create=False)
+    failed = 0
+    try:
+        calibration = calibration_for(bank.embedder())
+        threshold = round(float(args.threshold if args.threshold is not None else calibration.threshold), 6)
+        params = MatchParams(threshold=args.threshold)
+        for path in args.paths:
+            try:
+                emb, _ = cnn.read(path)
+                cnn.check_model(emb, bank.model_id, source=path)
+                report = match_embedding(
+                    bank, emb, calibration=calibration, params=params, min_score=args.min_score, query_name=path
+                )
+            except BankError:
+                raise
+            except VmatchError as e:
+                report = MatchReport(query=path, duration=0.0, threshold=threshold, error=str(e))
+            if report.error is not None:
+                failed += 1
+                _err(report.error)
+            if args.json:
+                print(json.dumps(report.to_dict()), flush=True)
+            else:
+                _print_table(report)
+    finally:
+        bank.close()
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
 def cmd_remove(args) -> int:
     bank = _open_bank(args, create=False)
     try:
@@ -320,6 +409,8 @@ COMMANDS = {
     "info": cmd_info,
     "list": cmd_list,
     "demo": cmd_demo,
+    "hash": cmd_hash,
+    "lookup": cmd_lookup,
 }
 
 
