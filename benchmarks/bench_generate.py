@@ -364,9 +364,11 @@ def check_query(path: Path, expect_duration: float) -> dict:
     return {"checked_frames": n, "flat_frames": flat}
 
 
-def align_natural(copy: Path, ref: Path) -> tuple[float, float, float]:
-    """Offset (s) of ``copy`` inside ``ref`` from 32x32 grey thumbnails at 10 fps, its error and
-    the copy's duration."""
+def align_natural(copy: Path, ref: Path) -> tuple[float, float, float, float]:
+    """Where ``copy`` sits in ``ref``, from 32x32 grey thumbnails at 10 fps: (offset in the
+    reference, median thumbnail error, end of the copied part in the copy's timeline, copy
+    duration). The copy may run past the reference's end (e.g. a frozen last frame): at least half
+    of it must overlap; the copied part is the overlap."""
     from vmatch.decode import iter_frames
 
     def thumbs(p):
@@ -379,15 +381,20 @@ def align_natural(copy: Path, ref: Path) -> tuple[float, float, float]:
 
     tq, fq = thumbs(copy)
     tr, fr = thumbs(ref)
-    best = (math.inf, 0)
-    for k in range(0, max(1, len(fr) - len(fq) + 1)):
+    step = 0.1
+    min_overlap = max(1, (len(fq) + 1) // 2)
+    best = (math.inf, 0, len(fq))
+    for k in range(0, max(1, len(fr) - min_overlap + 1)):
         m = min(len(fq), len(fr) - k)
         err = float(np.median(np.abs(fq[:m] - fr[k : k + m]).mean(axis=(1, 2))))
-        if err < best[0]:
-            best = (err, k)
-    err, k = best
-    dur = float(tq[-1] + (tq[1] - tq[0] if len(tq) > 1 else 0.1))
-    return float(tr[k] - tq[0]), err, dur
+        if err < best[0] - 1e-9:
+            best = (err, k, m)
+    err, k, m = best
+    dur = float(tq[-1] + step)
+    ref_dur = float(tr[-1] + step)
+    off = float(tr[k] - tq[0])
+    q_end = min(dur, ref_dur - off) if m < len(fq) else dur
+    return off, err, q_end, dur
 
 
 # --------------------------------------------------------------------------------------------------
@@ -584,7 +591,7 @@ def main(argv=None) -> int:
     for copy, ref in natural:
         qid = f"q{qi:03d}"
         qi += 1
-        off, err, dur = align_natural(copy["path"], ref["path"])
+        off, err, q_end, dur = align_natural(copy["path"], ref["path"])
         dst = out / "queries" / f"{qid}{copy['path'].suffix}"
         shutil.copyfile(copy["path"], dst)
         qrows.append({
@@ -595,10 +602,10 @@ def main(argv=None) -> int:
         })
         gtrows.append({
             "query_id": qid, "reference_id": Path(ref["name"]).stem, "family": "natural",
-            "query_start": 0.0, "query_end": round(dur, 3),
-            "reference_start": round(off, 3), "reference_end": round(off + dur, 3),
+            "query_start": 0.0, "query_end": round(q_end, 3),
+            "reference_start": round(off, 3), "reference_end": round(off + q_end, 3),
         })
-        print(f"natural copy {copy['name']} -> {ref['name']} at {off:.2f} s (thumbnail error {err:.3f})")
+        print(f"natural copy {copy['name']} [0, {q_end:.2f}] -> {ref['name']} at {off:.2f} s (thumbnail error {err:.3f})")
 
     with open(out / "queries.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(qrows[0]))

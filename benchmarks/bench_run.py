@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Run the matching benchmark made by bench_generate.py and report the figures.
+
+    python benchmarks/bench_run.py --bench benchmarks/work/bench [--systems vmatch,vpdq]
+
+* vmatch: a fresh bank (``benchmarks/work/bank_bench``), the references indexed with
+  ``index_videos`` (fps 1), every query matched with ``min_score=-1`` (every candidate pair with
+  its score), figures at the engine's own threshold (``report.threshold``).
+* vpdq (PyPI ``vpdq``, Meta's video PDQ), when importable: one hash per second
+  (``computeHash(path, seconds_per_hash=1)``), its standard rule brute-forced in numpy: frames of
+  quality >= 50, a query frame matches a reference when some reference frame is within Hamming
+  distance 31; score = query-match % (share of the query's frames that match), threshold 80 %.
+  Its segment = the span of matched query frames x the span of the reference frames they matched.
+
+Metrics (bench_metrics.py): pair micro-AP, recall at precision 0.90 / 0.99, VSC 2022 segment AP,
+then at the system's threshold: pair precision / recall, false matches on negative queries,
+wrong-reference pairs on positive queries, mean IoU of the located query interval of detected
+positives, recall per edit family. Throughput: seconds of video / wall seconds (x real time),
+for indexing and for matching (decode + embed + search + align), measured here.
+
+Writes benchmarks/work/bench_results.md (+ .json), predictions_<system>.csv and the plots
+bench_pr_curve.png, bench_recall_per_family.png next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_metrics as bm  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+        threads = torch.get_num_threads()
+    except Exception:  # pragma: no cover
+        gpu, threads = "torch unavailable", 0
+    return f"{cpu}, {n} cores available (torch threads {threads}), {gpu}, Python {platform.python_version()}"
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    except OSError:
+        return "?"
+
+
+# --------------------------------------------------------------------------------------------------
+# Bench files
+# --------------------------------------------------------------------------------------------------
+
+
+def load_bench(bench: Path):
+    refs = []
+    for line in (bench / "references.txt").read_text().splitlines():
+        if line.strip():
+            rid, path = line.split("\t")
+            refs.append((rid, Path(path)))
+    with open(bench / "queries.csv", newline="") as f:
+        queries = list(csv.DictReader(f))
+    with open(bench / "ground_truth.csv", newline="") as f:
+        gt_rows = list(csv.DictReader(f))
+    gts = [
+        bm.Box(r["query_id"], r["reference_id"], float(r["query_start"]), float(r["query_end"]),
+               float(r["reference_start"]), float(r["reference_end"]))
+        for r in gt_rows
+    ]
+    fam = {(r["query_id"], r["reference_id"]): r["family"] for r in gt_rows}
+    return refs, queries, gts, fam
+
+
+# --------------------------------------------------------------------------------------------------
+# Systems: each returns predictions (Boxes), threshold and timings
+# --------------------------------------------------------------------------------------------------
+
+
+def run_vmatch(refs, queries, workdir: Path) -> dict:
+    from vmatch import Bank
+    from vmatch.pipeline import index_videos
+
+    bank_dir = workdir / "bank_bench"
+    if bank_dir.exists():
+        shutil.rmtree(bank_dir)
+    preds: list[bm.Box] = []
+    errors = []
+    with Bank.open(bank_dir, create=True, device="cpu") as bank:
+        t = time.monotonic()
+        bank.embedder()  # model load, not counted in throughput
+        load_s = time.monotonic() - t
+        idx_s, idx_video_s = 0.0, 0.0
+        for rid, path in refs:
+            s = index_videos(bank, [path], fps=1.0, ref_id=rid)
+            idx_s += s.elapsed
+            idx_video_s += s.seconds
+            for p, msg in s.failed:
+                errors.append(f"index {p}: {msg}")
+        bank.save_index()
+        m_s, m_video_s, threshold = 0.0, 0.0, None
+        for q in queries:
+            t = time.monotonic()
+            rep = bank.match(q["path"], min_score=-1.0)
+            m_s += time.monotonic() - t
+            if rep.error:
+                errors.append(f"match {q['query_id']}: {rep.error}")
+                continue
+            m_video_s += rep.duration
+            threshold = rep.threshold
+            for m in rep.matches:
+                if not m.segments:  # a pair score without a segment: keep it for pair metrics
+                    preds.append(bm.Box(q["query_id"], m.reference, 0, 0, 0, 0, m.score))
+                for sg in m.segments:
+                    preds.append(bm.Box(q["query_id"], m.reference, sg.query_start, sg.query_end,
+                                        sg.reference_start, sg.reference_end, sg.score))
+    return {
+        "name": "vmatch", "preds": preds, "threshold": float(threshold),
+        "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
+        "load_s": load_s, "errors": errors,
+        "note": "EfficientNet-Lite0 GeM + whitening, 1 frame/s, CPU; scores from report; threshold = report.threshold",
+    }
+
+
+VPDQ_HAMMING = 31
+VPDQ_QUALITY = 50
+VPDQ_THRESHOLD = 80.0
+
+
+def _vpdq_hash(vpdq, path: Path):
+    feats = vpdq.computeHash(str(path), seconds_per_hash=1)
+    good = [f for f in feats if f.quality >= VPDQ_QUALITY]
+    if not good:
+        return np.zeros((0, 32), np.uint8), np.zeros(0), len(feats)
+    bits = np.stack([np.frombuffer(bytes.fromhex(f.hex), np.uint8) for f in good])
+    ts = np.array([float(f.timestamp) for f in good])
+    return bits, ts, len(feats)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between rows of two uint8 [n, 32] arrays of 256-bit hashes."""
+    return _POPCOUNT[a[:, None, :] ^ b[None, :, :]].sum(axis=2, dtype=np.int32)
+
+
+def video_duration(path: Path) -> float:
+    from vmatch.decode import probe
+
+    return float(probe(path).duration)
+
+
+def run_vpdq(refs, queries) -> dict:
+    import vpdq
+
+    errors = []
+    ref_h = {}
+    idx_s = idx_video_s = 0.0
+    for rid, path in refs:
+        t = time.monotonic()
+        bits, ts, n = _vpdq_hash(vpdq, path)
+        idx_s += time.monotonic() - t
+        idx_video_s += video_duration(path)
+        if len(bits) == 0:
+            errors.append(f"index {rid}: no hash of quality >= {VPDQ_QUALITY} ({n} frames hashed)")
+        ref_h[rid] = (bits, ts)
+    preds = []
+    m_s = m_video_s = 0.0
+    for q in queries:
+        t = time.monotonic()
+        qb, qt, n = _vpdq_hash(vpdq, Path(q["path"]))
+        for rid, (rb, rt) in ref_h.items():
+            if len(qb) == 0 or len(rb) == 0:
+                continue
+            d = hamming_matrix(qb, rb)
+            hit = d <= VPDQ_HAMMING
+            qhit = hit.any(axis=1)
+            score = 100.0 * qhit.mean()
+            if score <= 0:
+                continue
+            rhit = hit.any(axis=0)
+            preds.append(bm.Box(q["query_id"], rid, float(qt[qhit].min()), float(qt[qhit].max()),
+                                float(rt[rhit].min()), float(rt[rhit].max()), float(score)))
+        m_s += time.monotonic() - t
+        m_video_s += float(q["duration"])
+        if len(qb) == 0:
+            errors.append(f"match {q['query_id']}: no hash of quality >= {VPDQ_QUALITY} ({n} frames hashed)")
+    return {
+        "name": "vpdq", "preds": preds, "threshold": VPDQ_THRESHOLD,
+        "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
+        "load_s": 0.0, "errors": errors,
+        "note": f"vpdq {getattr(vpdq, '__version__', '')}: 1 hash/s, quality >= {VPDQ_QUALITY}, Hamming <= {VPDQ_HAMMING}, "
+                f"score = query-match %, threshold {VPDQ_THRESHOLD:.0f} %",
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate(sysres: dict, gts, fam, queries) -> dict:
+    preds = sysres["preds"]
+    thr = sysres["threshold"]
+    scored = bm.pair_scores(preds)
+    gt_pairs = {g.pair() for g in gts}
+    negatives = [q["query_id"] for q in queries if q["kind"] == "negative"]
+    curve = bm.pair_pr(gt_pairs, scored)
+    seg_ap, seg_curve = bm.segment_ap(gts, [p for p in preds if p.query_end > p.query_start or p.ref_end > p.ref_start])
+    r90, t90 = bm.recall_at_precision(curve, 0.90)
+    r99, t99 = bm.recall_at_precision(curve, 0.99)
+    above = {k: s for k, s in scored.items() if s >= thr}
+    tp = sum(1 for k in above if k in gt_pairs)
+    ious = bm.localisation_iou(gts, preds, thr)
+    fm, nneg = bm.false_matches(negatives, scored, thr)
+    return {
+        "system": sysres["name"], "note": sysres["note"], "threshold": thr,
+        "pair_uap": bm.pair_micro_ap(gt_pairs, scored), "r_at_p90": r90, "thr_p90": t90,
+        "r_at_p99": r99, "thr_p99": t99, "segment_ap": seg_ap,
+        "precision_at_thr": tp / len(above) if above else 1.0, "recall_at_thr": tp / len(gt_pairs),
+        "tp": tp, "n_gt": len(gt_pairs), "false_matches": fm, "n_negatives": nneg,
+        "wrong_ref_pairs": bm.wrong_reference_pairs(gt_pairs, scored, thr, negatives),
+        "mean_iou": float(np.mean(ious)) if ious else float("nan"), "n_iou": len(ious),
+        "family_recall": bm.recall_by_family(fam, scored, thr),
+        "index_x_rt": sysres["index_video_s"] / sysres["index_s"] if sysres["index_s"] else float("nan"),
+        "match_x_rt": sysres["match_video_s"] / sysres["match_s"] if sysres["match_s"] else float("nan"),
+        "index_s": sysres["index_s"], "index_video_s": sysres["index_video_s"],
+        "match_s": sysres["match_s"], "match_video_s": sysres["match_video_s"], "load_s": sysres["load_s"],
+        "errors": sysres["errors"],
+        "_curve": curve, "_seg_curve": seg_curve,
+    }
+
+
+def fmt_thr(t):
+    return "—" if t is None else f"{t:.3g}"
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    L = []
+    L.append(f"# vmatch benchmark — {meta['bench']}")
+    L.append("")
+    L.append(f"Machine: {meta['machine']}. Commit {meta['commit']}. Run {meta['date']} ({meta['wall_s']:.0f} s wall).")
+    L.append(f"Set: {meta['n_refs']} references ({meta['ref_video_s']:.0f} s of video), {meta['n_queries']} queries "
+             f"({meta['n_pos']} with a copy, {meta['n_neg']} negatives incl. {meta['n_hardneg']} hard negatives), "
+             f"{meta['query_video_s']:.0f} s of query video; seed {meta['seed']}.")
+    L.append("")
+    L.append("| system | pair µAP | R@P0.90 | R@P0.99 | segment AP | threshold | P@thr | R@thr | false matches on negatives | wrong-ref pairs | mean IoU (query interval) | index × RT | match × RT |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        L.append(
+            f"| {r['system']} | {r['pair_uap']:.3f} | {r['r_at_p90']:.3f} (thr {fmt_thr(r['thr_p90'])}) | "
+            f"{r['r_at_p99']:.3f} (thr {fmt_thr(r['thr_p99'])}) | {r['segment_ap']:.3f} | {r['threshold']:.3g} | "
+            f"{r['precision_at_thr']:.3f} | {r['recall_at_thr']:.3f} ({r['tp']}/{r['n_gt']}) | "
+            f"{r['false_matches']}/{r['n_negatives']} | {r['wrong_ref_pairs']} | {r['mean_iou']:.3f} (n={r['n_iou']}) | "
+            f"{r['index_x_rt']:.1f} | {r['match_x_rt']:.1f} |"
+        )
+    L.append("")
+    fams = sorted({f for r in results for f in r["family_recall"]})
+    L.append("Recall per edit family at each system's threshold (detected / queries):")
+    L.append("")
+    L.append("| family | " + " | ".join(r["system"] for r in results) + " |")
+    L.append("|---|" + "---|" * len(results))
+    for f in fams:
+        cells = []
+        for r in results:
+            d, n = r["family_recall"].get(f, (0, 0))
+            cells.append(f"{d}/{n}")
+        L.append(f"| {f} | " + " | ".join(cells) + " |")
+    L.append("")
+    for r in results:
+        L.append(f"* **{r['system']}**: {r['note']}. Indexing {r['index_video_s']:.0f} s of video in {r['index_s']:.1f} s"
+                 f" (model load {r['load_s']:.1f} s not counted); matching {r['match_video_s']:.0f} s of video in {r['match_s']:.1f} s.")
+        for e in r["errors"][:10]:
+            L.append(f"  * error: {e}")
+    L.append("")
+    L.append("Definitions: pair µAP = VSC 2022 micro-AP over (query, reference) pairs ranked globally by score; "
+             "R@P = largest recall at a threshold whose pair precision is ≥ P; segment AP = VSC 2022 matching-track "
+             "metric (per-axis interval overlap, micro-averaged, sqrt of query×reference axes); P/R@thr = pair "
+             "precision/recall at the system's threshold; mean IoU = IoU of the predicted and true query intervals "
+             "of detected copies; × RT = seconds of video per wall second.")
+    return "\n".join(L) + "\n"
+
+
+def plots(results: list[dict], outdir: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib not installed; no plots (pip install matplotlib)")
+        return []
+    files = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for r in results:
+        c = r["_curve"]
+        axes[0].plot([0] + c.recalls, [1] + c.precisions, drawstyle="steps-post", label=f"{r['system']} (µAP {r['pair_uap']:.3f})")
+        sc = r["_seg_curve"]
+        axes[1].plot(sc.recalls, sc.precisions, label=f"{r['system']} (AP {r['segment_ap']:.3f})")
+    for ax, title in zip(axes, ("pair level (query, reference)", "segment level (VSC 2022 matching)")):
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    p = outdir / "bench_pr_curve.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    files.append(str(p))
+    fams = sorted({f for r in results for f in r["family_recall"]})
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / max(1, len(results))
+    x = np.arange(len(fams))
+    for i, r in enumerate(results):
+        vals = [r["family_recall"][f][0] / r["family_recall"][f][1] if f in r["family_recall"] else 0 for f in fams]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=f"{r['system']} (thr {r['threshold']:.3g})")
+    ax.set_xticks(x)
+    ax.set_xticklabels(fams, rotation=40, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall at threshold")
+    ax.set_title("Recall per edit family")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    p = outdir / "bench_recall_per_family.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    files.append(str(p))
+    return files
+
+
+def write_predictions(path: Path, preds) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end", "score"])
+        for p in preds:
+            w.writerow([p.query_id, p.ref_id, round(p.query_start, 3), round(p.query_end, 3),
+                        round(p.ref_start, 3), round(p.ref_end, 3), round(p.score, 5)])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", default="benchmarks/work/bench")
+    ap.add_argument("--systems", default="vmatch,vpdq")
+    ap.add_argument("--out", default=None, help="output folder (default: the bench folder's parent)")
+    args = ap.parse_args(argv)
+    t_all = time.monotonic()
+    bench = Path(args.bench)
+    outdir = Path(args.out) if args.out else bench.resolve().parent
+    outdir.mkdir(parents=True, exist_ok=True)
+    refs, queries, gts, fam = load_bench(bench)
+    manifest = json.loads((bench / "manifest.json").read_text()) if (bench / "manifest.json").exists() else {}
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    mach = machine()
+    print(f"machine: {mach}")
+    results = []
+    for s in systems:
+        t = time.monotonic()
+        if s == "vmatch":
+            res = run_vmatch(refs, queries, outdir)
+        elif s == "vpdq":
+            try:
+                import vpdq  # noqa: F401
+            except ImportError as e:
+                print(f"note: vpdq not importable ({e}); skipped (pip install vpdq)")
+                continue
+            res = run_vpdq(refs, queries)
+        else:
+            print(f"note: unknown system {s!r}; skipped")
+            continue
+        print(f"{s}: ran in {time.monotonic() - t:.1f} s")
+        write_predictions(outdir / f"predictions_{s}.csv", res["preds"])
+        results.append(evaluate(res, gts, fam, queries))
+    meta = {
+        "bench": str(bench), "machine": mach, "commit": git_rev(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_s": time.monotonic() - t_all, "n_refs": len(refs),
+        "ref_video_s": results[0]["index_video_s"] if results else 0.0,
+        "n_queries": len(queries), "n_pos": sum(q["kind"] == "positive" for q in queries),
+        "n_neg": sum(q["kind"] == "negative" for q in queries),
+        "n_hardneg": len(manifest.get("hard_negative_clips", [])), "seed": manifest.get("seed", "?"),
+        "query_video_s": sum(float(q["duration"]) for q in queries),
+    }
+    md = markdown(results, meta)
+    (outdir / "bench_results.md").write_text(md)
+    (outdir / "bench_results.json").write_text(json.dumps(
+        {"meta": meta, "results": [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]}, indent=1, default=str))
+    files = plots(results, outdir)
+    print(md)
+    print("wrote " + ", ".join([str(outdir / "bench_results.md")] + files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
