@@ -102,7 +102,8 @@ def test_match_json_contract_end_to_end(cli_bank, match_set, model_threshold):
         scores = [m["score"] for m in matches]
         assert scores == sorted(scores, reverse=True)
         for m in matches:
-            assert set(m) == {"reference", "score", "segments"}
+            assert set(m) == {"reference", "score", "signal_type", "segments"}  # signal_type: issue 5
+            assert m["signal_type"] == "cnn"  # these queries are edited copies: no exact hash matches
             assert isinstance(m["reference"], str) and m["reference"] in MATCH_REFERENCES
             assert isinstance(m["score"], float) and m["score"] >= obj["threshold"]
             assert isinstance(m["segments"], list) and m["segments"]

@@ -58,6 +58,14 @@ LOCK_NAME = ".writer.lock"
 _INDEX_RE = re.compile(r"^index\.(\d+)\.faiss$")
 _REF_ID_RE = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 
+#: Industry hashes of a reference (exact file hashes now; one row per hash), deleted with it.
+_HASHES_TABLE = """CREATE TABLE IF NOT EXISTS hashes (
+    ref_pk INTEGER NOT NULL REFERENCES refs (pk) ON DELETE CASCADE,
+    signal_type TEXT NOT NULL,
+    value TEXT NOT NULL
+)"""
+EXACT_SIGNAL_TYPES = ("md5", "sha1")
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS refs (
@@ -74,6 +82,8 @@ _SCHEMA = (
     extra TEXT NOT NULL DEFAULT '{}'
 )""",
     "CREATE INDEX IF NOT EXISTS refs_sha256 ON refs (sha256)",
+    _HASHES_TABLE,
+    "CREATE INDEX IF NOT EXISTS hashes_value ON hashes (signal_type, value)",
 )
 
 
@@ -251,6 +261,12 @@ class Bank:
                     )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             conn.execute("SELECT pk FROM refs LIMIT 1").fetchall()  # the other table is there too
+            if conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='hashes'"
+            ).fetchone()[0] == 0:  # a bank made before hashes were stored: add the (empty) table
+                with _txn(conn, immediate=True):
+                    for stmt in _SCHEMA[-2:]:
+                        conn.execute(stmt)
         except sqlite3.DatabaseError as e:
             raise _corrupted(db, e) from e
         try:
@@ -369,14 +385,21 @@ class Bank:
         Returns:
             The stored :class:`ReferenceInfo`.
         """
+        hashes = None
         if isinstance(item, VideoEmbedding):
             emb = item
         else:
-            from vmatch.pipeline import embed_video
+            import dataclasses
 
-            emb = embed_video(item, self.embedder(), fps=fps, video_id=ref_id)
+            from vmatch.pipeline import embed_video
+            from vmatch.signals.exact import file_hashes
+
+            emb = embed_video(item, self.embedder(), fps=fps, video_id=ref_id, hash_file=False)
+            digests = file_hashes(item)
+            emb = dataclasses.replace(emb, sha256=digests["sha256"])
+            hashes = {"md5": digests["md5"], "sha1": digests["sha1"]}
             source_name = source_name or Path(item).name
-        return self.add_embedding(emb, ref_id=ref_id, source_name=source_name, extra=extra)
+        return self.add_embedding(emb, ref_id=ref_id, source_name=source_name, extra=extra, hashes=hashes)
 
     def add_embedding(
         self,
@@ -385,8 +408,14 @@ class Bank:
         ref_id: str | None = None,
         source_name: str = "",
         extra: dict | None = None,
+        hashes: dict[str, str] | None = None,
     ) -> ReferenceInfo:
-        """Store one :class:`VideoEmbedding` as a reference (replacing one of the same id)."""
+        """Store one :class:`VideoEmbedding` as a reference (replacing one of the same id).
+
+        ``hashes``: exact hashes of the source file, e.g. ``{"md5": ..., "sha1": ...}``, stored in
+        the same transaction.
+        """
+        hash_rows = _check_hashes(hashes or {})
         rid = validate_ref_id(ref_id if ref_id is not None else emb.video_id)
         if emb.model_id != self.model_id:
             raise ModelMismatchError(
@@ -423,6 +452,11 @@ class Bank:
                             json.dumps(extra or {}, sort_keys=True),
                         ),
                     )
+                    pk = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    conn.executemany(
+                        "INSERT INTO hashes (ref_pk, signal_type, value) VALUES (?, ?, ?)",
+                        [(pk, t, v) for t, v in hash_rows],
+                    )
                     conn.execute(
                         "UPDATE meta SET value = ? WHERE key='next_fid'", (str(next_fid + len(emb)),)
                     )
@@ -442,6 +476,70 @@ class Bank:
             source_name=source_name,
             extra=dict(extra or {}),
         )
+
+    def add_hashes(self, items: list[tuple[str, str, str]]) -> int:
+        """Import hashes without media: ``(ref_id, signal_type, value)`` triples, in one transaction.
+
+        A reference that does not exist yet is created without frames (a *hash-only* reference:
+        found by its hashes, never by the CNN). Hashes already stored are not duplicated.
+
+        Returns:
+            The number of hashes newly stored.
+        """
+        checked = [(validate_ref_id(r), *_check_hashes({t: v})[0]) for r, t, v in items]
+        added = 0
+        with self._lock:
+            self._acquire_writer()
+            conn = self._conn
+            try:
+                with _txn(conn, immediate=True):
+                    next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
+                    empty_f = np.zeros((0, self.spec.dim), "<f4").tobytes()
+                    for rid, t, v in checked:
+                        row = conn.execute("SELECT pk FROM refs WHERE ref_id=?", (rid,)).fetchone()
+                        if row is None:
+                            conn.execute(
+                                "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
+                                " first_fid, timestamps, features, extra) VALUES (?,0,0,'','',?,?,?,?,?)",
+                                (rid, _now(), next_fid, b"", empty_f, json.dumps({"hash_only": True})),
+                            )
+                            row = conn.execute("SELECT last_insert_rowid()").fetchone()
+                        if conn.execute(
+                            "SELECT 1 FROM hashes WHERE ref_pk=? AND signal_type=? AND value=?", (row[0], t, v)
+                        ).fetchone() is None:
+                            conn.execute("INSERT INTO hashes (ref_pk, signal_type, value) VALUES (?,?,?)", (row[0], t, v))
+                            added += 1
+                    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            except sqlite3.Error as e:
+                raise _db_write_error(self.path, f"{len(items)} imported hashes", e) from e
+            self._snapshot = None
+        return added
+
+    @_reads
+    def lookup_hash(self, signal_type: str, value: str) -> list[str]:
+        """Ids of the references that carry this exact hash (e.g. ``("md5", "d41d8c...")``)."""
+        (t, v), = _check_hashes({signal_type: value})
+        rows = self._conn.execute(
+            "SELECT DISTINCT r.ref_id FROM hashes h JOIN refs r ON r.pk = h.ref_pk"
+            " WHERE h.signal_type=? AND h.value=? ORDER BY r.ref_id",
+            (t, v),
+        )
+        return [r[0] for r in rows]
+
+    @_reads
+    def has_hashes(self) -> bool:
+        """Whether the bank holds any exact hash (so that matching should compute the query's)."""
+        return self._conn.execute("SELECT 1 FROM hashes LIMIT 1").fetchone() is not None
+
+    @_reads
+    def hashes(self, signal_type: str | None = None) -> list[tuple[str, str, str]]:
+        """Every stored hash as ``(ref_id, signal_type, value)``, ordered (for export)."""
+        sql = "SELECT r.ref_id, h.signal_type, h.value FROM hashes h JOIN refs r ON r.pk = h.ref_pk"
+        args: tuple = ()
+        if signal_type is not None:
+            sql += " WHERE h.signal_type=?"
+            args = (signal_type,)
+        return [tuple(r) for r in self._conn.execute(sql + " ORDER BY h.signal_type, r.ref_id, h.value", args)]
 
     def remove(self, ref_ids: list[str] | tuple[str, ...] | str) -> list[str]:
         """Remove references by id; returns the ids that were present (and are now gone)."""
@@ -524,6 +622,8 @@ class Bank:
             "seconds": float(snap.durations.sum()) if len(snap.ref_ids) else 0.0,
             "generation": snap.generation,
             "index_type": type(snap.index).__name__,
+            "hashes": dict(self._conn.execute("SELECT signal_type, count(*) FROM hashes GROUP BY signal_type")),
+            "hash_only_references": self._conn.execute("SELECT count(*) FROM refs WHERE n_frames = 0").fetchone()[0],
             "bytes_on_disk": size,
             "created_at": created,
         }
@@ -554,8 +654,9 @@ class Bank:
         conn = self._conn
         with _txn(conn):  # one read transaction: one generation
             gen = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            rows = conn.execute(
-                "SELECT pk, ref_id, first_fid, n_frames, duration, timestamps FROM refs ORDER BY first_fid"
+            rows = conn.execute(  # hash-only references (no frames) are not in the FAISS index
+                "SELECT pk, ref_id, first_fid, n_frames, duration, timestamps FROM refs"
+                " WHERE n_frames > 0 ORDER BY first_fid"
             ).fetchall()
             ref_ids = [r[1] for r in rows]
             first = np.array([r[2] for r in rows], dtype=np.int64)
@@ -684,6 +785,18 @@ class Bank:
         from vmatch.pipeline import match_query
 
         return match_query(self, item, fps=fps, params=params, min_score=min_score)
+
+
+def _check_hashes(hashes: dict[str, str]) -> list[tuple[str, str]]:
+    """Validated ``(signal_type, canonical value)`` pairs of exact hashes."""
+    from vmatch.signals.exact import normalize_hex_digest
+
+    out = []
+    for t, v in hashes.items():
+        if t not in EXACT_SIGNAL_TYPES:
+            raise UsageError(f"unsupported hash signal type {t!r}; use one of {', '.join(EXACT_SIGNAL_TYPES)}")
+        out.append((t, normalize_hex_digest(v, t)))
+    return out
 
 
 def _use_blas_for_small_batches() -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``vmatch index | match | hash | lookup | remove | info | list | demo``.
+"""Command line: ``vmatch index | match | hash | lookup | import | export | remove | info | list | demo``.
 
 Exit codes: 0 success; 1 some inputs failed (the others were processed); 2 usage errors (bad
 flags, missing or corrupted bank, model mismatch); 130 interrupted.
@@ -100,10 +100,29 @@ def _build_parser() -> argparse.ArgumentParser:
         "lookup", parents=[common], help="match signals (from `vmatch hash`) against a bank, without the media"
     )
     plk.add_argument("paths", nargs="+", metavar="FILE")
-    plk.add_argument("--signal-type", default="cnn", choices=["cnn"], help="kind of signal file (default: cnn)")
+    plk.add_argument(
+        "--signal-type",
+        default="cnn",
+        choices=["cnn", "md5", "sha1"],
+        help="cnn: .vmsig files from `vmatch hash`; md5/sha1: text files of hash values, one per line "
+        "(`<value>` or `<signal_type> <value>`)",
+    )
     plk.add_argument("--json", action="store_true", help="one JSON object per signal file per line on stdout")
     plk.add_argument("--min-score", type=float, default=None)
     plk.add_argument("--threshold", type=float, default=None)
+
+    pim = sub.add_parser(
+        "import",
+        parents=[common],
+        help="import a list of hashes with their ids into a bank (no media needed)",
+        description="Each line: `<signal_type> <value> <id>` (python-threatexchange's `<signal_type> <value>` "
+        "layout plus the id), or `<value> <id>` with --signal-type. Blank lines and # comments are skipped.",
+    )
+    pim.add_argument("file", metavar="FILE")
+    pim.add_argument("--signal-type", default=None, choices=["md5", "sha1"])
+
+    pex = sub.add_parser("export", parents=[common], help="export a bank's hashes (`<signal_type> <value> <id>` lines)")
+    pex.add_argument("--signal-type", default=None, choices=["md5", "sha1"])
 
     pr = sub.add_parser("remove", parents=[common], help="remove references by id")
     pr.add_argument("ids", nargs="+", metavar="ID")
@@ -313,6 +332,64 @@ def cmd_hash(args) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def _read_hash_lines(path: str, default_type: str | None, *, with_id: bool) -> list[tuple[str, str, str]]:
+    """``(signal_type, value, id)`` from a hash list; UsageError naming the file and line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read hash list ({getattr(e, 'strerror', None) or e})") from e
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 2)
+        if parts[0] in ("md5", "sha1"):
+            t, rest = parts[0], parts[1:]
+        elif default_type is not None:
+            t, rest = default_type, parts
+        else:
+            raise UsageError(f"{path}:{n}: line must start with a signal type (md5, sha1), or pass --signal-type")
+        if default_type is not None and t != default_type:
+            raise UsageError(f"{path}:{n}: signal type {t} in a --signal-type {default_type} list")
+        if not rest or (with_id and len(rest) < 2):
+            raise UsageError(f"{path}:{n}: expected `<signal_type> <value>{' <id>' if with_id else ''}`")
+        out.append((t, rest[0], rest[1].strip() if len(rest) > 1 else ""))
+    return out
+
+
+def cmd_import(args) -> int:
+    rows = _read_hash_lines(args.file, args.signal_type, with_id=True)
+    bank = _open_bank(args, create=True)
+    try:
+        added = bank.add_hashes([(rid, t, v) for t, v, rid in rows])
+    finally:
+        bank.close()
+    print(f"imported {added} new hash(es) of {len(rows)} line(s) from {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    bank = _open_bank(args, create=False)
+    try:
+        for rid, t, v in bank.hashes(args.signal_type):
+            print(f"{t} {v} {rid}")
+    finally:
+        bank.close()
+    return EXIT_OK
+
+
+def _lookup_hashes(bank, path: str, signal_type: str, threshold: float):
+    """One report per hash list: the references holding any of its hashes (score 1, no segment)."""
+    from vmatch.types import Match, MatchReport
+
+    found: dict[str, Match] = {}
+    for t, v, _ in _read_hash_lines(path, signal_type, with_id=False):
+        for ref in bank.lookup_hash(t, v):
+            found.setdefault(ref, Match(reference=ref, score=1.0, segments=(), signal_type=t))
+    return MatchReport(query=path, duration=0.0, threshold=threshold, matches=tuple(found[r] for r in sorted(found)))
+
+
 def cmd_lookup(args) -> int:
     from vmatch.pipeline import MatchParams, calibration_for, match_embedding
     from vmatch.signals import cnn
@@ -326,11 +403,14 @@ def cmd_lookup(args) -> int:
         params = MatchParams(threshold=args.threshold)
         for path in args.paths:
             try:
-                emb, _ = cnn.read(path)
-                cnn.check_model(emb, bank.model_id, source=path)
-                report = match_embedding(
-                    bank, emb, calibration=calibration, params=params, min_score=args.min_score, query_name=path
-                )
+                if args.signal_type in ("md5", "sha1"):
+                    report = _lookup_hashes(bank, path, args.signal_type, threshold)
+                else:
+                    emb, _ = cnn.read(path)
+                    cnn.check_model(emb, bank.model_id, source=path)
+                    report = match_embedding(
+                        bank, emb, calibration=calibration, params=params, min_score=args.min_score, query_name=path
+                    )
             except BankError:
                 raise
             except VmatchError as e:
@@ -411,6 +491,8 @@ COMMANDS = {
     "demo": cmd_demo,
     "hash": cmd_hash,
     "lookup": cmd_lookup,
+    "import": cmd_import,
+    "export": cmd_export,
 }
 
 

@@ -14,6 +14,7 @@ so its normalised similarity is ~0 and it cannot produce a match; a real copy st
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ import numpy as np
 
 from vmatch.align import AlignParams, align_pair
 from vmatch.errors import DecodeError, UsageError, VmatchError
-from vmatch.types import Match, MatchReport, VideoEmbedding
+from vmatch.types import Match, MatchReport, Segment, VideoEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +271,31 @@ def match_query(
     else:
         q = embed_video(item, embedder, fps=fps, hash_file=False)
         name = str(item)
-    return match_embedding(
+    report = match_embedding(
         bank, q, calibration=calibration_for(embedder), params=params, min_score=min_score, query_name=name
     )
+    if isinstance(item, VideoEmbedding) or not bank.has_hashes():
+        return report
+    return _with_exact_matches(bank, report, Path(item), q.duration)
+
+
+def _with_exact_matches(bank, report: MatchReport, path: Path, duration: float) -> MatchReport:
+    """Add the references whose stored MD5/SHA-1 equals the query file's (score 1: the same bytes,
+    so the whole video on both timelines)."""
+    from vmatch.bank import EXACT_SIGNAL_TYPES
+    from vmatch.signals.exact import file_hashes
+
+    digests = file_hashes(path)
+    whole = (Segment(0.0, duration, 0.0, duration, 1.0),)
+    exact = [
+        Match(reference=ref, score=1.0, segments=whole, signal_type=t)
+        for t in EXACT_SIGNAL_TYPES
+        for ref in bank.lookup_hash(t, digests[t])
+    ]
+    if not exact:
+        return report
+    matches = sorted([*exact, *report.matches], key=lambda m: (-m.score, m.reference, m.signal_type))
+    return dataclasses.replace(report, matches=tuple(matches))
 
 
 # ---------------------------------------------------------------------- indexing
@@ -308,6 +331,8 @@ def index_videos(
     A file that cannot be read is reported through ``on_error(path, message)`` and skipped; the
     others still go through. ``ref_id`` may only be given with exactly one path.
     """
+    from vmatch.signals.exact import file_hashes
+
     paths = [Path(p) for p in paths]
     if ref_id is not None and len(paths) != 1:
         raise UsageError("--id can only be used with exactly one video file")
@@ -318,12 +343,19 @@ def index_videos(
     try:
         for p in paths:
             try:
-                emb = embed_video(p, embedder, fps=fps, video_id=ref_id, progress=progress)
+                emb = embed_video(p, embedder, fps=fps, video_id=ref_id, progress=progress, hash_file=False)
                 if len(emb) == 0:
                     raise DecodeError(
                         str(p), f"all {emb.n_blank} sampled frames are blank (solid colour); nothing to index"
                     )
-                bank.add_embedding(emb, source_name=p.name, extra={"fps": fps, "n_blank": emb.n_blank})
+                digests = file_hashes(p)  # MD5 and SHA-1 are stored as signals, SHA-256 as content id
+                emb = dataclasses.replace(emb, sha256=digests["sha256"])
+                bank.add_embedding(
+                    emb,
+                    source_name=p.name,
+                    extra={"fps": fps, "n_blank": emb.n_blank},
+                    hashes={"md5": digests["md5"], "sha1": digests["sha1"]},
+                )
             except VmatchError as e:
                 summary.failed.append((str(p), str(e)))
                 if on_error is not None:

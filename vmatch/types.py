@@ -103,16 +103,20 @@ class Segment:
 
 @dataclass(frozen=True)
 class Match:
-    """One reference found in a query: its pair score and the copied segments, best first."""
+    """One reference found in a query: its pair score, the copied segments (best first), and the
+    signal that found it: ``"cnn"`` (frame embeddings, segments located) or an exact file hash
+    (``"md5"``, ``"sha1"``: score 1, the whole video on both sides)."""
 
     reference: str
     score: float
     segments: tuple[Segment, ...] = ()
+    signal_type: str = "cnn"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
             "score": round(float(self.score), 4),
+            "signal_type": self.signal_type,
             "segments": [s.to_dict() for s in self.segments],
         }
 

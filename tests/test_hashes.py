@@ -1,0 +1,114 @@
+"""Exact hashes (MD5, SHA-1) in banks: stored at indexing, matched by `match`, imported and
+exported as lists, looked up without media; hash-only references beside CNN references."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from vmatch import synth
+from vmatch.bank import Bank
+from vmatch.cli import main
+from vmatch.embed import FakeEmbedder
+
+
+def cli(capsys, *args):
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def clips(tmp_path):
+    out = {}
+    for name, seed in (("alpha", 31), ("beta", 32)):
+        frames = synth.scene_frames(seed, width=96, height=64, n_frames=80, fps=10)
+        out[name] = synth.write_video(tmp_path / f"{name}.mp4", frames, fps=10, codec="mpeg4")
+    return out
+
+
+@pytest.fixture
+def fake_bank(tmp_path):
+    path = tmp_path / "bank"
+    Bank.open(path, create=True, model=FakeEmbedder().spec).close()
+    return path
+
+
+def _digests(p: Path) -> dict[str, str]:
+    data = p.read_bytes()
+    return {"md5": hashlib.md5(data).hexdigest(), "sha1": hashlib.sha1(data).hexdigest()}
+
+
+def test_index_stores_hashes_and_match_reports_them(capsys, clips, fake_bank):
+    assert cli(capsys, "index", "--bank", fake_bank, clips["alpha"])[0] == 0
+    d = _digests(clips["alpha"])
+    with Bank.open(fake_bank) as bank:
+        assert bank.hashes() == [("alpha", "md5", d["md5"]), ("alpha", "sha1", d["sha1"])]
+        assert bank.lookup_hash("md5", d["md5"].upper()) == ["alpha"]  # canonical form
+        assert bank.info()["hashes"] == {"md5": 1, "sha1": 1}
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", clips["alpha"], clips["beta"])
+    assert code == 0
+    same, other = (json.loads(line) for line in out.splitlines())
+    kinds = [(m["reference"], m["signal_type"]) for m in same["matches"]]
+    assert kinds[:2] == [("alpha", "md5"), ("alpha", "sha1")] and ("alpha", "cnn") in kinds
+    exact = same["matches"][0]
+    assert exact["score"] == 1.0 and exact["segments"][0]["query_end"] == pytest.approx(same["duration"])
+    assert all(m["signal_type"] == "cnn" for m in other["matches"])  # different bytes: no exact hit
+    # Re-indexing replaces the hashes with the new file's; removing drops them.
+    assert cli(capsys, "index", "--bank", fake_bank, "--id", "alpha", clips["beta"])[0] == 0
+    with Bank.open(fake_bank) as bank:
+        assert {v for _, _, v in bank.hashes()} == set(_digests(clips["beta"]).values())
+        bank.remove(["alpha"])
+        assert bank.hashes() == [] and not bank.has_hashes()
+
+
+def test_import_export_lookup_without_media(capsys, clips, tmp_path, fake_bank):
+    a, b = _digests(clips["alpha"]), _digests(clips["beta"])
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# shared list\nmd5 {a['md5']} known-1\nsha1 {b['sha1'].upper()} known-2\n\nmd5 {a['md5']} known-1\n")
+    code, _, err = cli(capsys, "import", "--bank", fake_bank, lst)
+    assert code == 0 and "imported 2 new hash(es) of 3 line(s)" in err
+    # CNN references and hash-only references live side by side
+    assert cli(capsys, "index", "--bank", fake_bank, clips["beta"])[0] == 0
+    code, out, _ = cli(capsys, "list", "--bank", fake_bank, "--json")
+    rows = {r["reference"]: r for r in map(json.loads, out.splitlines())}
+    assert rows["known-1"]["n_frames"] == 0 and rows["beta"]["n_frames"] > 0
+    code, out, _ = cli(capsys, "export", "--bank", fake_bank, "--signal-type", "md5")
+    assert code == 0 and out.splitlines() == sorted([f"md5 {a['md5']} known-1", f"md5 {b['md5']} beta"],
+                                                    key=lambda l: l.split()[2])
+    q = tmp_path / "q.txt"
+    q.write_text(f"{a['md5']}\n{'0' * 32}\n")
+    code, out, _ = cli(capsys, "lookup", "--bank", fake_bank, "--json", "--signal-type", "md5", q)
+    rep = json.loads(out)
+    assert code == 0 and [(m["reference"], m["signal_type"], m["score"]) for m in rep["matches"]] == [("known-1", "md5", 1.0)]
+    # match of the media whose MD5 was shared finds the hash-only reference too
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", clips["alpha"])
+    kinds = {(m["reference"], m["signal_type"]) for m in json.loads(out)["matches"]}
+    assert ("known-1", "md5") in kinds
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", clips["beta"])
+    kinds = {(m["reference"], m["signal_type"]) for m in json.loads(out)["matches"]}
+    assert {("known-2", "sha1"), ("beta", "md5"), ("beta", "sha1"), ("beta", "cnn")} <= kinds
+
+
+def test_bad_hash_lists_are_refused_and_change_nothing(capsys, tmp_path, fake_bank):
+    for text, msg in [
+        ("md5 zz12 id\n", "invalid MD5 value"),
+        ("sha256 " + "a" * 64 + " id\n", "line must start with a signal type"),
+        ("md5 " + "a" * 32 + "\n", ":1: expected"),
+        ("md5 " + "a" * 32 + " bad/id\n", "invalid reference id"),
+    ]:
+        f = tmp_path / "bad.txt"
+        f.write_text(text)
+        code, _, err = cli(capsys, "import", "--bank", fake_bank, f)
+        assert code == 2 and msg in err, (text, err)
+    code, _, err = cli(capsys, "import", "--bank", fake_bank, tmp_path / "missing.txt")
+    assert code == 2 and "missing.txt" in err
+    with Bank.open(fake_bank) as bank:
+        assert bank.list() == [] and bank.hashes() == []
