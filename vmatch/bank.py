@@ -62,9 +62,14 @@ _REF_ID_RE = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 _HASHES_TABLE = """CREATE TABLE IF NOT EXISTS hashes (
     ref_pk INTEGER NOT NULL REFERENCES refs (pk) ON DELETE CASCADE,
     signal_type TEXT NOT NULL,
-    value TEXT NOT NULL
+    value TEXT NOT NULL,
+    quality INTEGER NOT NULL DEFAULT -1,
+    timestamp REAL NOT NULL DEFAULT 0,
+    frame_number INTEGER NOT NULL DEFAULT 0
 )"""
 EXACT_SIGNAL_TYPES = ("md5", "sha1")
+#: vPDQ rows: one per sampled frame (value = PDQ hex, with quality, timestamp, frame number).
+VPDQ = "vpdq"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -101,7 +106,25 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _set_wal(conn: sqlite3.Connection, *, timeout: float = 30.0) -> None:
+    """Switch to WAL. Changing the journal mode does not wait on SQLite's busy handler, so two
+    processes opening a brand-new bank together get "database is locked": retry for a while."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _corrupted(db: Path, e: Exception) -> BankError:
+    if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+        return BankError(f"{db}: bank is locked by another process for too long ({e}); try again")
     return BankError(
         f"{db}: bank is corrupted or unreadable ({e}); restore it from a backup or re-index into a new bank"
     )
@@ -134,6 +157,30 @@ class FrameHits:
     similarity: np.ndarray
 
 
+class _VPDQTable:
+    """The bank's vPDQ frames of one generation, with a FAISS binary index over their hashes."""
+
+    def __init__(self, ref_ids: list[str], frames: dict[str, list], ref_of_row: np.ndarray, index) -> None:
+        self.ref_ids = ref_ids  # references that carry vPDQ
+        self.frames = frames  # ref_id -> list[VPDQFrame]
+        self.ref_of_row = ref_of_row  # FAISS row -> position in ref_ids
+        self.index = index
+
+    @classmethod
+    def build(cls, rows) -> "_VPDQTable | None":
+        if not rows:
+            return None
+        from vmatch.signals.vpdq import VPDQFrame, build_binary_index, pack_frames
+
+        frames: dict[str, list] = {}
+        for rid, hx, q, ts, fn in rows:
+            frames.setdefault(rid, []).append(VPDQFrame(frame_number=fn, hex=hx, quality=q, timestamp=ts))
+        ref_ids = list(frames)
+        all_frames = [f for r in ref_ids for f in frames[r]]
+        ref_of_row = np.repeat(np.arange(len(ref_ids)), [len(frames[r]) for r in ref_ids])
+        return cls(ref_ids, frames, ref_of_row, build_binary_index(pack_frames(all_frames)))
+
+
 class _Snapshot:
     """One consistent generation of the bank held in memory for searching."""
 
@@ -157,6 +204,7 @@ class _Snapshot:
         self.durations = durations
         self.index = index
         self.ref_pos = {r: i for i, r in enumerate(ref_ids)}
+        self.vpdq: _VPDQTable | None = None
 
 
 class Bank:
@@ -234,7 +282,7 @@ class Bank:
             model = get_model_spec(model)
         try:
             conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             new = conn.execute(
@@ -267,6 +315,13 @@ class Bank:
                 with _txn(conn, immediate=True):
                     for stmt in _SCHEMA[-2:]:
                         conn.execute(stmt)
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(hashes)")}
+            if "frame_number" not in cols:  # a bank made before vPDQ was stored
+                with _txn(conn, immediate=True):
+                    for col in ("quality INTEGER NOT NULL DEFAULT -1", "timestamp REAL NOT NULL DEFAULT 0",
+                                "frame_number INTEGER NOT NULL DEFAULT 0"):
+                        if col.split()[0] not in cols:
+                            conn.execute(f"ALTER TABLE hashes ADD COLUMN {col}")
         except sqlite3.DatabaseError as e:
             raise _corrupted(db, e) from e
         try:
@@ -409,13 +464,15 @@ class Bank:
         source_name: str = "",
         extra: dict | None = None,
         hashes: dict[str, str] | None = None,
+        vpdq: list | None = None,
     ) -> ReferenceInfo:
         """Store one :class:`VideoEmbedding` as a reference (replacing one of the same id).
 
-        ``hashes``: exact hashes of the source file, e.g. ``{"md5": ..., "sha1": ...}``, stored in
-        the same transaction.
+        ``hashes``: exact hashes of the source file, e.g. ``{"md5": ..., "sha1": ...}``; ``vpdq``:
+        its vPDQ frames (:class:`vmatch.signals.vpdq.VPDQFrame`); stored in the same transaction.
         """
-        hash_rows = _check_hashes(hashes or {})
+        hash_rows = [(t, v, -1, 0.0, 0) for t, v in _check_hashes(hashes or {})]
+        hash_rows += [(VPDQ, f.hex, f.quality, f.timestamp, f.frame_number) for f in (vpdq or [])]
         rid = validate_ref_id(ref_id if ref_id is not None else emb.video_id)
         if emb.model_id != self.model_id:
             raise ModelMismatchError(
@@ -454,8 +511,9 @@ class Bank:
                     )
                     pk = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                     conn.executemany(
-                        "INSERT INTO hashes (ref_pk, signal_type, value) VALUES (?, ?, ?)",
-                        [(pk, t, v) for t, v in hash_rows],
+                        "INSERT INTO hashes (ref_pk, signal_type, value, quality, timestamp, frame_number)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [(pk, *row) for row in hash_rows],
                     )
                     conn.execute(
                         "UPDATE meta SET value = ? WHERE key='next_fid'", (str(next_fid + len(emb)),)
@@ -515,6 +573,83 @@ class Bank:
             self._snapshot = None
         return added
 
+    def add_vpdq(self, ref_id: str, frames: list) -> int:
+        """Import a vPDQ hash (list of :class:`~vmatch.signals.vpdq.VPDQFrame`) for ``ref_id``,
+        replacing its previous vPDQ; creates a hash-only reference if needed. Returns the frame count."""
+        rid = validate_ref_id(ref_id)
+        if not frames:
+            raise UsageError(f"{rid}: empty vPDQ hash; nothing to import")
+        with self._lock:
+            self._acquire_writer()
+            conn = self._conn
+            try:
+                with _txn(conn, immediate=True):
+                    row = conn.execute("SELECT pk FROM refs WHERE ref_id=?", (rid,)).fetchone()
+                    if row is None:
+                        next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
+                        conn.execute(
+                            "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
+                            " first_fid, timestamps, features, extra) VALUES (?,?,0,'','',?,?,?,?,?)",
+                            (rid, float(max(f.timestamp for f in frames)), _now(), next_fid, b"",
+                             np.zeros((0, self.spec.dim), "<f4").tobytes(), json.dumps({"hash_only": True})),
+                        )
+                        row = conn.execute("SELECT last_insert_rowid()").fetchone()
+                    conn.execute("DELETE FROM hashes WHERE ref_pk=? AND signal_type=?", (row[0], VPDQ))
+                    conn.executemany(
+                        "INSERT INTO hashes (ref_pk, signal_type, value, quality, timestamp, frame_number)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [(row[0], VPDQ, f.hex, f.quality, f.timestamp, f.frame_number) for f in frames],
+                    )
+                    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            except sqlite3.Error as e:
+                raise _db_write_error(self.path, f"vPDQ of {rid}", e) from e
+            self._snapshot = None
+        return len(frames)
+
+    @_reads
+    def vpdq_of(self, ref_id: str) -> list:
+        """The stored vPDQ frames of one reference (empty if it has none)."""
+        from vmatch.signals.vpdq import VPDQFrame
+
+        rows = self._conn.execute(
+            "SELECT h.frame_number, h.value, h.quality, h.timestamp FROM hashes h JOIN refs r ON r.pk = h.ref_pk"
+            " WHERE r.ref_id=? AND h.signal_type=? ORDER BY h.rowid",
+            (ref_id, VPDQ),
+        )
+        return [VPDQFrame(frame_number=a, hex=b, quality=c, timestamp=d) for a, b, c, d in rows]
+
+    def match_vpdq(self, query: list, *, query_match_threshold: float = 80.0,
+                   compared_match_threshold: float = 0.0) -> list[tuple[str, object]]:
+        """References whose vPDQ matches ``query`` by the standard rule: candidates from a FAISS
+        binary range search (Hamming <= 31), then python-threatexchange's percentages on each.
+
+        Returns ``[(ref_id, VPDQMatch)]`` of the matches, best query-match first.
+        """
+        from vmatch.signals.vpdq import (
+            VPDQ_DISTANCE_THRESHOLD,
+            VPDQ_QUALITY_THRESHOLD,
+            is_match,
+            match_vpdq,
+            pack_frames,
+            range_search_hamming,
+        )
+
+        table = self.snapshot().vpdq
+        good = [f for f in query if f.quality >= VPDQ_QUALITY_THRESHOLD]
+        if table is None or not good:
+            return []
+        hits = range_search_hamming(table.index, pack_frames(good), radius=VPDQ_DISTANCE_THRESHOLD)
+        cands = np.unique(table.ref_of_row[np.asarray(hits.ids, dtype=np.int64)]) if len(hits.ids) else []
+        out = []
+        for c in cands:
+            rid = table.ref_ids[int(c)]
+            m = match_vpdq(query, table.frames[rid])
+            if is_match(m, query_match_threshold=query_match_threshold,
+                        compared_match_threshold=compared_match_threshold):
+                out.append((rid, m))
+        out.sort(key=lambda x: (-x[1].query_match_percent, x[0]))
+        return out
+
     @_reads
     def lookup_hash(self, signal_type: str, value: str) -> list[str]:
         """Ids of the references that carry this exact hash (e.g. ``("md5", "d41d8c...")``)."""
@@ -527,18 +662,21 @@ class Bank:
         return [r[0] for r in rows]
 
     @_reads
-    def has_hashes(self) -> bool:
-        """Whether the bank holds any exact hash (so that matching should compute the query's)."""
-        return self._conn.execute("SELECT 1 FROM hashes LIMIT 1").fetchone() is not None
+    def has_hashes(self, signal_types: tuple[str, ...] = EXACT_SIGNAL_TYPES) -> bool:
+        """Whether the bank holds any hash of these types (so that matching computes the query's)."""
+        marks = ",".join("?" * len(signal_types))
+        sql = f"SELECT 1 FROM hashes WHERE signal_type IN ({marks}) LIMIT 1"
+        return self._conn.execute(sql, signal_types).fetchone() is not None
 
     @_reads
     def hashes(self, signal_type: str | None = None) -> list[tuple[str, str, str]]:
         """Every stored hash as ``(ref_id, signal_type, value)``, ordered (for export)."""
         sql = "SELECT r.ref_id, h.signal_type, h.value FROM hashes h JOIN refs r ON r.pk = h.ref_pk"
-        args: tuple = ()
+        args: tuple = (VPDQ,)
+        sql += " WHERE h.signal_type != ?"  # vPDQ frames are exported per reference, as files
         if signal_type is not None:
-            sql += " WHERE h.signal_type=?"
-            args = (signal_type,)
+            sql += " AND h.signal_type=?"
+            args = (VPDQ, signal_type)
         return [tuple(r) for r in self._conn.execute(sql + " ORDER BY h.signal_type, r.ref_id, h.value", args)]
 
     def remove(self, ref_ids: list[str] | tuple[str, ...] | str) -> list[str]:
@@ -623,6 +761,7 @@ class Bank:
             "generation": snap.generation,
             "index_type": type(snap.index).__name__,
             "hashes": dict(self._conn.execute("SELECT signal_type, count(*) FROM hashes GROUP BY signal_type")),
+            "vpdq_references": len(snap.vpdq.ref_ids) if snap.vpdq is not None else 0,
             "hash_only_references": self._conn.execute("SELECT count(*) FROM refs WHERE n_frames = 0").fetchone()[0],
             "bytes_on_disk": size,
             "created_at": created,
@@ -699,7 +838,14 @@ class Bank:
                     ids = np.arange(first[i], first[i] + nfr[i], dtype=np.int64)
                     sel = np.isin(ids, missing)
                     index.add_with_ids(np.ascontiguousarray(feats[sel]), ids[sel])
-        return _Snapshot(gen, dim, ref_ids, first, nfr, tss, dur, index)
+            vp = conn.execute(
+                "SELECT r.ref_id, h.value, h.quality, h.timestamp, h.frame_number FROM hashes h"
+                " JOIN refs r ON r.pk = h.ref_pk WHERE h.signal_type = ? ORDER BY r.ref_id, h.rowid",
+                (VPDQ,),
+            ).fetchall()
+        snap = _Snapshot(gen, dim, ref_ids, first, nfr, tss, dur, index)
+        snap.vpdq = _VPDQTable.build(vp)
+        return snap
 
     def save_index(self) -> Path | None:
         """Write the FAISS index of the current generation atomically (temp file, fsync, rename).
