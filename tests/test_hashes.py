@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vmatch import synth
@@ -112,3 +113,55 @@ def test_bad_hash_lists_are_refused_and_change_nothing(capsys, tmp_path, fake_ba
     assert code == 2 and "missing.txt" in err
     with Bank.open(fake_bank) as bank:
         assert bank.list() == [] and bank.hashes() == []
+
+
+# ------------------------------------------------------------------ vPDQ in banks
+@pytest.fixture
+def reencoded(clips, tmp_path):
+    """alpha decoded and re-encoded at another quality and codec: different bytes, same content."""
+    from vmatch.decode import iter_frames
+
+    frames = np.stack([f for _, f in iter_frames(clips["alpha"], fps=10, size=None)])
+    return synth.write_video(tmp_path / "alpha_copy.mp4", frames, fps=10, codec="libx264", crf=30)
+
+
+def test_vpdq_indexed_matched_and_reported_with_both_percentages(capsys, clips, reencoded, fake_bank):
+    assert cli(capsys, "index", "--bank", fake_bank, "--vpdq", clips["alpha"], clips["beta"])[0] == 0
+    with Bank.open(fake_bank) as bank:
+        assert bank.info()["vpdq_references"] == 2 and len(bank.vpdq_of("alpha")) == 8
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", reencoded)
+    assert code == 0
+    rep = json.loads(out)
+    vp = [m for m in rep["matches"] if m["signal_type"] == "vpdq"]
+    assert [m["reference"] for m in vp] == ["alpha"]  # beta: different content, no vPDQ match
+    assert vp[0]["query_match_percent"] >= 80 and 0 <= vp[0]["compared_match_percent"] <= 100
+    assert vp[0]["score"] == pytest.approx(vp[0]["query_match_percent"] / 100, abs=1e-3)
+    assert vp[0]["segments"] == []
+    assert not any(m["signal_type"] in ("md5", "sha1") for m in rep["matches"])  # other bytes
+
+
+def test_vpdq_hash_import_lookup_export_without_media(capsys, clips, reencoded, tmp_path, fake_bank):
+    code, out, err = cli(capsys, "hash", "--out", tmp_path / "sig", clips["alpha"])
+    assert code == 0, err
+    vfile = Path(json.loads(out)["vpdq"]["path"])
+    assert vfile.name == "alpha.vpdq.txt" and len(vfile.read_text().splitlines()) == 8
+    code, _, err = cli(capsys, "import", "--bank", fake_bank, "--signal-type", "vpdq", "--id", "shared-7", vfile)
+    assert code == 0 and "shared-7 (8 frames)" in err
+    # a platform checks the vPDQ it computed for an upload, without the bank ever seeing media
+    code, out, _ = cli(capsys, "hash", "--out", tmp_path / "q", reencoded)
+    qfile = Path(json.loads(out)["vpdq"]["path"])
+    code, out, _ = cli(capsys, "lookup", "--bank", fake_bank, "--json", "--signal-type", "vpdq", qfile)
+    rep = json.loads(out)
+    assert code == 0 and [(m["reference"], m["signal_type"]) for m in rep["matches"]] == [("shared-7", "vpdq")]
+    # and `match` of the upload itself finds the hash-only reference by its vPDQ
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", reencoded)
+    assert ("shared-7", "vpdq") in {(m["reference"], m["signal_type"]) for m in json.loads(out)["matches"]}
+    # export writes the same hash back
+    code, out, _ = cli(capsys, "export", "--bank", fake_bank, "--signal-type", "vpdq", "--out", tmp_path / "ex")
+    assert code == 0 and (tmp_path / "ex" / "shared-7.vpdq.txt").read_text() == vfile.read_text()
+    code, _, err = cli(capsys, "export", "--bank", fake_bank, "--signal-type", "vpdq")
+    assert code == 2 and "--out" in err
+    bad = tmp_path / "bad.vpdq.txt"
+    bad.write_text("this is not a vpdq line\n")
+    code, _, err = cli(capsys, "import", "--bank", fake_bank, "--signal-type", "vpdq", bad)
+    assert code == 2 and "bad.vpdq.txt" in err

@@ -70,6 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     pi.add_argument("paths", nargs="+", metavar="PATH")
     pi.add_argument("--id", dest="ref_id", default=None, help="reference id (only with a single file)")
+    pi.add_argument("--vpdq", action="store_true", help="also store each video's vPDQ hash (a second decode)")
     pi.add_argument(
         "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
     )
@@ -89,8 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
         parents=[embed_opts],
         help="compute a video's signals without matching (for matching without the media)",
         description="Write each video's CNN signal (frame embeddings + timestamps, format "
-        "vmatch-cnn-signal v1) to OUT/<name>.vmsig and print one JSON line per video with its "
-        "MD5/SHA-1/SHA-256. `vmatch lookup` matches a .vmsig like `vmatch match` matches the video.",
+        "vmatch-cnn-signal v1) to OUT/<name>.vmsig and its vPDQ hash to OUT/<name>.vpdq.txt, and print "
+        "one JSON line per video with its MD5/SHA-1/SHA-256. `vmatch lookup` matches them like "
+        "`vmatch match` matches the video.",
     )
     ph.add_argument("paths", nargs="+", metavar="PATH")
     ph.add_argument("--out", default=".", metavar="DIR", help="where to write the .vmsig files (default: .)")
@@ -103,9 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
     plk.add_argument(
         "--signal-type",
         default="cnn",
-        choices=["cnn", "md5", "sha1"],
-        help="cnn: .vmsig files from `vmatch hash`; md5/sha1: text files of hash values, one per line "
-        "(`<value>` or `<signal_type> <value>`)",
+        choices=["cnn", "vpdq", "md5", "sha1"],
+        help="cnn: .vmsig files from `vmatch hash`; vpdq: vPDQ hash files (vpdq / python-threatexchange "
+        "formats); md5/sha1: text files of hash values, one per line (`<value>` or `<signal_type> <value>`)",
     )
     plk.add_argument("--json", action="store_true", help="one JSON object per signal file per line on stdout")
     plk.add_argument("--min-score", type=float, default=None)
@@ -119,10 +121,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "layout plus the id), or `<value> <id>` with --signal-type. Blank lines and # comments are skipped.",
     )
     pim.add_argument("file", metavar="FILE")
-    pim.add_argument("--signal-type", default=None, choices=["md5", "sha1"])
+    pim.add_argument("--signal-type", default=None, choices=["md5", "sha1", "vpdq"],
+                     help="vpdq: FILE is one video's vPDQ hash file; its id is --id or the file name")
+    pim.add_argument("--id", dest="ref_id", default=None, help="reference id of a vPDQ file")
 
     pex = sub.add_parser("export", parents=[common], help="export a bank's hashes (`<signal_type> <value> <id>` lines)")
-    pex.add_argument("--signal-type", default=None, choices=["md5", "sha1"])
+    pex.add_argument("--signal-type", default=None, choices=["md5", "sha1", "vpdq"])
+    pex.add_argument("--out", default=None, metavar="DIR", help="with --signal-type vpdq: write DIR/<id>.vpdq.txt")
 
     pr = sub.add_parser("remove", parents=[common], help="remove references by id")
     pr.add_argument("ids", nargs="+", metavar="ID")
@@ -213,6 +218,7 @@ def cmd_index(args) -> int:
             ref_id=args.ref_id,
             on_error=lambda p, m: bar.write(f"vmatch: error: {m}"),
             progress=bar,
+            vpdq=args.vpdq,
         )
         bar.close()
     finally:
@@ -304,6 +310,7 @@ def cmd_hash(args) -> int:
     from vmatch.pipeline import embed_video
     from vmatch.signals import cnn
     from vmatch.signals.exact import file_hashes
+    from vmatch.signals.vpdq import hash_video, write_file
 
     out_dir = Path(args.out)
     try:
@@ -320,7 +327,9 @@ def cmd_hash(args) -> int:
         try:
             emb = embed_video(f, embedder, fps=args.fps)
             digests = file_hashes(f)
+            frames = hash_video(f, device=getattr(embedder, "device", "cpu"))
             target = cnn.write(out_dir / (f.stem + cnn.SUFFIX), emb, model=embedder.spec.to_dict(), fps=args.fps)
+            vp_path = write_file(out_dir / (f.stem + ".vpdq.txt"), frames)
         except VmatchError as e:
             failed += 1
             _err(str(e))
@@ -328,6 +337,7 @@ def cmd_hash(args) -> int:
         print(json.dumps({
             "file": str(f), "duration": round(emb.duration, 3), **digests,
             "cnn": {"path": str(target), "frames": len(emb), "model_id": emb.model_id},
+            "vpdq": {"path": str(vp_path), "frames": len(frames)},
         }), flush=True)
     return EXIT_PARTIAL if failed else EXIT_OK
 
@@ -358,7 +368,36 @@ def _read_hash_lines(path: str, default_type: str | None, *, with_id: bool) -> l
     return out
 
 
+def _vpdq_id(path: str) -> str:
+    name = Path(path).name
+    for suffix in (".txt", ".vpdq", ".json"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def _read_vpdq(path: str) -> list:
+    from vmatch.signals.vpdq import read_file
+
+    frames = read_file(path)
+    if not frames:
+        raise UsageError(f"{path}: no vPDQ frames in it")
+    return frames
+
+
 def cmd_import(args) -> int:
+    if args.signal_type == "vpdq":
+        frames = _read_vpdq(args.file)
+        rid = args.ref_id or _vpdq_id(args.file)
+        bank = _open_bank(args, create=True)
+        try:
+            n = bank.add_vpdq(rid, frames)
+        finally:
+            bank.close()
+        print(f"imported the vPDQ hash of {rid} ({n} frames) from {args.file}", file=sys.stderr)
+        return EXIT_OK
+    if args.ref_id is not None:
+        raise UsageError("--id is only for --signal-type vpdq (hash lists carry their ids)")
     rows = _read_hash_lines(args.file, args.signal_type, with_id=True)
     bank = _open_bank(args, create=True)
     try:
@@ -370,10 +409,22 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from vmatch.signals.vpdq import write_file
+
+    if args.signal_type == "vpdq" and args.out is None:
+        raise UsageError("--signal-type vpdq needs --out DIR (one vPDQ file per reference)")
     bank = _open_bank(args, create=False)
     try:
-        for rid, t, v in bank.hashes(args.signal_type):
-            print(f"{t} {v} {rid}")
+        if args.signal_type == "vpdq":
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            for ref in bank.list():
+                frames = bank.vpdq_of(ref.reference)
+                if frames:
+                    print(write_file(out / f"{ref.reference}.vpdq.txt", frames))
+        else:
+            for rid, t, v in bank.hashes(args.signal_type):
+                print(f"{t} {v} {rid}")
     finally:
         bank.close()
     return EXIT_OK
@@ -405,6 +456,12 @@ def cmd_lookup(args) -> int:
             try:
                 if args.signal_type in ("md5", "sha1"):
                     report = _lookup_hashes(bank, path, args.signal_type, threshold)
+                elif args.signal_type == "vpdq":
+                    from vmatch.pipeline import with_vpdq_matches
+
+                    frames = _read_vpdq(path)
+                    empty = MatchReport(query=path, duration=max(f.timestamp for f in frames), threshold=threshold)
+                    report = with_vpdq_matches(bank, empty, frames)
                 else:
                     emb, _ = cnn.read(path)
                     cnn.check_model(emb, bank.model_id, source=path)

@@ -274,9 +274,35 @@ def match_query(
     report = match_embedding(
         bank, q, calibration=calibration_for(embedder), params=params, min_score=min_score, query_name=name
     )
-    if isinstance(item, VideoEmbedding) or not bank.has_hashes():
+    if isinstance(item, VideoEmbedding):
         return report
-    return _with_exact_matches(bank, report, Path(item), q.duration)
+    if bank.has_hashes():
+        report = _with_exact_matches(bank, report, Path(item), q.duration)
+    if bank.has_hashes(("vpdq",)):
+        from vmatch.signals.vpdq import hash_video
+
+        report = with_vpdq_matches(bank, report, hash_video(item, device=getattr(embedder, "device", "cpu")))
+    return report
+
+
+def with_vpdq_matches(bank, report: MatchReport, query_vpdq: list) -> MatchReport:
+    """Add the references whose vPDQ matches ``query_vpdq`` by the standard rule (Hamming <= 31,
+    quality >= 50, query match >= 80 %); score = query match percent / 100."""
+    found = [
+        Match(
+            reference=ref,
+            score=m.query_match_percent / 100.0,
+            segments=(),
+            signal_type="vpdq",
+            details={"query_match_percent": m.query_match_percent,
+                     "compared_match_percent": m.compared_match_percent},
+        )
+        for ref, m in bank.match_vpdq(query_vpdq)
+    ]
+    if not found:
+        return report
+    matches = sorted([*found, *report.matches], key=lambda m: (-m.score, m.reference, m.signal_type))
+    return dataclasses.replace(report, matches=tuple(matches))
 
 
 def _with_exact_matches(bank, report: MatchReport, path: Path, duration: float) -> MatchReport:
@@ -325,11 +351,13 @@ def index_videos(
     on_done: Callable[[str, VideoEmbedding], None] | None = None,
     progress: Callable[[float], None] | None = None,
     save_every: float = 300.0,
+    vpdq: bool = False,
 ) -> IndexSummary:
     """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
 
     A file that cannot be read is reported through ``on_error(path, message)`` and skipped; the
-    others still go through. ``ref_id`` may only be given with exactly one path.
+    others still go through. ``ref_id`` may only be given with exactly one path. Every reference
+    also gets its MD5 and SHA-1; with ``vpdq=True`` its vPDQ hash too (a second, full-size decode).
     """
     from vmatch.signals.exact import file_hashes
 
@@ -350,11 +378,17 @@ def index_videos(
                     )
                 digests = file_hashes(p)  # MD5 and SHA-1 are stored as signals, SHA-256 as content id
                 emb = dataclasses.replace(emb, sha256=digests["sha256"])
+                vp = None
+                if vpdq:
+                    from vmatch.signals.vpdq import hash_video
+
+                    vp = hash_video(p, device=getattr(embedder, "device", "cpu"))
                 bank.add_embedding(
                     emb,
                     source_name=p.name,
                     extra={"fps": fps, "n_blank": emb.n_blank},
                     hashes={"md5": digests["md5"], "sha1": digests["sha1"]},
+                    vpdq=vp,
                 )
             except VmatchError as e:
                 summary.failed.append((str(p), str(e)))

@@ -105,18 +105,22 @@ class Segment:
 class Match:
     """One reference found in a query: its pair score, the copied segments (best first), and the
     signal that found it: ``"cnn"`` (frame embeddings, segments located) or an exact file hash
-    (``"md5"``, ``"sha1"``: score 1, the whole video on both sides)."""
+    (``"md5"``, ``"sha1"``: score 1, the whole video on both sides) or ``"vpdq"`` (score = query
+    match percent / 100, no segment; ``details`` holds ``query_match_percent`` and
+    ``compared_match_percent``)."""
 
     reference: str
     score: float
     segments: tuple[Segment, ...] = ()
     signal_type: str = "cnn"
+    details: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
             "score": round(float(self.score), 4),
             "signal_type": self.signal_type,
+            **{k: round(float(v), 2) for k, v in self.details.items()},
             "segments": [s.to_dict() for s in self.segments],
         }
 
