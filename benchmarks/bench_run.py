@@ -61,7 +61,8 @@ def machine() -> str:
         threads = torch.get_num_threads()
     except Exception:  # pragma: no cover
         gpu, threads = "torch unavailable", 0
-    return f"{cpu}, {n} cores available (torch threads {threads}), {gpu}, Python {platform.python_version()}"
+    load = ", load average %.1f at start" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    return f"{cpu}, {n} cores available (torch threads {threads}), {gpu}, Python {platform.python_version()}{load}"
 
 
 def git_rev() -> str:
@@ -168,6 +169,15 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _POPCOUNT[a[:, None, :] ^ b[None, :, :]].sum(axis=2, dtype=np.int32)
 
 
+def _dist_version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return "?"
+
+
 def video_duration(path: Path) -> float:
     from vmatch.decode import probe
 
@@ -213,7 +223,7 @@ def run_vpdq(refs, queries) -> dict:
         "name": "vpdq", "preds": preds, "threshold": VPDQ_THRESHOLD,
         "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
         "load_s": 0.0, "errors": errors,
-        "note": f"vpdq {getattr(vpdq, '__version__', '')}: 1 hash/s, quality >= {VPDQ_QUALITY}, Hamming <= {VPDQ_HAMMING}, "
+        "note": f"vpdq {_dist_version('vpdq')}: 1 hash/s, quality >= {VPDQ_QUALITY}, Hamming <= {VPDQ_HAMMING}, "
                 f"score = query-match %, threshold {VPDQ_THRESHOLD:.0f} %",
     }
 
@@ -263,7 +273,8 @@ def markdown(results: list[dict], meta: dict) -> str:
     L = []
     L.append(f"# vmatch benchmark — {meta['bench']}")
     L.append("")
-    L.append(f"Machine: {meta['machine']}. Commit {meta['commit']}. Run {meta['date']} ({meta['wall_s']:.0f} s wall).")
+    L.append(f"Machine: {meta['machine']}, {meta['load_end']} at the end. Commit {meta['commit']}. "
+             f"Run {meta['date']} ({meta['wall_s']:.0f} s wall).")
     L.append(f"Set: {meta['n_refs']} references ({meta['ref_video_s']:.0f} s of video), {meta['n_queries']} queries "
              f"({meta['n_pos']} with a copy, {meta['n_neg']} negatives incl. {meta['n_hardneg']} hard negatives), "
              f"{meta['query_video_s']:.0f} s of query video; seed {meta['seed']}.")
@@ -401,6 +412,7 @@ def main(argv=None) -> int:
     meta = {
         "bench": str(bench), "machine": mach, "commit": git_rev(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_s": time.monotonic() - t_all, "n_refs": len(refs),
+        "load_end": "load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "",
         "ref_video_s": results[0]["index_video_s"] if results else 0.0,
         "n_queries": len(queries), "n_pos": sum(q["kind"] == "positive" for q in queries),
         "n_neg": sum(q["kind"] == "negative" for q in queries),
