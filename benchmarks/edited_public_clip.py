@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 from vmatch.bank import Bank  # noqa: E402
 from vmatch.decode import iter_frames, probe  # noqa: E402
@@ -47,18 +47,6 @@ REFERENCES = [
 SOURCE, SRC_START, SRC_END = "mdn_tears_of_steel_battle.webm", 20.0, 32.0
 FILLERS = ["p5_fingers.mov", "mdn_stream_of_water.webm"]  # evaluation clips, not indexed
 NEGATIVE = ["sleap_small_robot.mp4", "mdn_flower.webm"]
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
 def frames_of(path: Path, start: float = 0.0, end: float = 1e9, size=(360, 640)) -> tuple[np.ndarray, float]:
@@ -135,7 +123,7 @@ def main(argv=None) -> int:
 
     print("### Edited public clip and indexing speed")
     print(f"- machine: {machine()}; device: {args.device}; torch threads: default")
-    print(f"- command: `python benchmarks/edited_public_clip.py`")
+    print("- command: `python benchmarks/edited_public_clip.py`")
     print(f"- indexed {summary.videos} evaluation clips ({summary.seconds:.1f} s of video, {summary.frames} frames) "
           f"in {t_index:.1f} s = {summary.seconds / t_index:.1f}x real time at 1 frame/s")
     for k, (sec, el, x) in speed.items():

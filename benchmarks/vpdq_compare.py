@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 from vmatch.decode import find_videos, probe  # noqa: E402
 from vmatch.errors import DecodeError  # noqa: E402
@@ -50,23 +51,6 @@ from vmatch.signals.vpdq import VPDQFrame, hash_video, match_vpdq  # noqa: E402
 SPEED_CLIPS = ("openh264_flower_1280x720.mp4", "sam2_0*.mp4")
 CLOSE_BITS = 8
 QUALITY = 50
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {cores} cores available, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
 
 
 def select_clips(clips: Path, split: str) -> list[Path]:

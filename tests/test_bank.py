@@ -1,8 +1,6 @@
 """Bank: add / replace / remove / list / info, persistence, atomicity, concurrency, corruption."""
 
-import json
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap

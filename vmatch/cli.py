@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -263,6 +262,17 @@ def _print_table(report) -> None:
             )
 
 
+def _emit(report, *, as_json: bool) -> bool:
+    """Print one report (a JSON line or a table); an error also goes to stderr. Returns whether it failed."""
+    if report.error is not None:
+        _err(report.error)
+    if as_json:
+        print(json.dumps(report.to_dict()), flush=True)
+    else:
+        _print_table(report)
+    return report.error is not None
+
+
 def cmd_match(args) -> int:
     from vmatch.decode import find_videos
     from vmatch.pipeline import MatchParams
@@ -292,13 +302,7 @@ def cmd_match(args) -> int:
                     report = MatchReport(query=path, duration=0.0, threshold=threshold, error=str(e))
             else:
                 report = MatchReport(query=path, duration=0.0, threshold=threshold, error=f"{path}: {problem}")
-            if report.error is not None:
-                failed += 1
-                _err(report.error)
-            if args.json:
-                print(json.dumps(report.to_dict()), flush=True)
-            else:
-                _print_table(report)
+            failed += _emit(report, as_json=args.json)
     finally:
         bank.close()
     return EXIT_PARTIAL if failed else EXIT_OK
@@ -472,13 +476,7 @@ def cmd_lookup(args) -> int:
                 raise
             except VmatchError as e:
                 report = MatchReport(query=path, duration=0.0, threshold=threshold, error=str(e))
-            if report.error is not None:
-                failed += 1
-                _err(report.error)
-            if args.json:
-                print(json.dumps(report.to_dict()), flush=True)
-            else:
-                _print_table(report)
+            failed += _emit(report, as_json=args.json)
     finally:
         bank.close()
     return EXIT_PARTIAL if failed else EXIT_OK
