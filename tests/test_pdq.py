@@ -134,7 +134,7 @@ def _check_stats(dist: np.ndarray, dq: np.ndarray) -> None:
 
 
 def test_matches_pdqhash(images, pdqhash_mod):
-    batch = pdq_hash_batch(images)  # a list of many sizes: grouped internally
+    batch = pdq_hash_batch(images, exact=True)  # a list of many sizes: grouped internally
     assert batch.bits.shape == (len(images), 256) and batch.bits.dtype == np.uint8
     assert batch.quality.shape == (len(images),) and batch.quality.dtype == np.int32
     ref = [pdqhash_mod.compute(im) for im in images]
@@ -144,7 +144,7 @@ def test_matches_pdqhash(images, pdqhash_mod):
 
 
 def test_dihedral_matches_pdqhash(images, pdqhash_mod):
-    batch = pdq_hash_batch(images, dihedral=True)
+    batch = pdq_hash_batch(images, dihedral=True, exact=True)
     assert batch.bits.shape == (len(images), 8, 256) and batch.dihedral
     ref = [pdqhash_mod.compute_dihedral(im) for im in images]
     theirs = np.stack([np.stack(r[0]) for r in ref])
@@ -153,10 +153,100 @@ def test_dihedral_matches_pdqhash(images, pdqhash_mod):
     _check_stats(dist, dq)
 
 
-def test_tiny_images_get_zero_hash(pdqhash_mod):
+def _flat(im: np.ndarray) -> bool:
+    """Whether ``im`` is one of :func:`flat_scene`'s frames (at most 2 grey levels a pixel apart per
+    channel, or a 4-level ramp): its hash is decided by float rounding noise alone (quality 0)."""
+    return int(im.max()) - int(im.min()) <= 4
+
+
+def _fast_vs_reference(images, ours, theirs_bits, theirs_quality, label):
+    """Check the fast path's statistics against the reference on the textured images (flat frames:
+    same quality only, their bits are rounding noise in both) and print how many are identical."""
+    textured = np.array([not _flat(im) for im in images])
+    dist = _distances(ours.bits, theirs_bits)
+    dq = ours.quality - theirs_quality
+    assert np.array_equal(dq[~textured], np.zeros((~textured).sum(), dq.dtype))
+    d = dist[textured].ravel()
+    print(
+        f"\nfast path vs {label}: {textured.sum()} textured images, {d.size} hashes, "
+        f"{(d == 0).sum()} bit-identical ({(d == 0).mean():.1%}), median {np.median(d):.0f}, "
+        f"p99 {np.percentile(d, 99):.1f}, max {d.max()}; quality max |diff| {np.abs(dq).max()}, "
+        f"{(dq == 0).mean():.1%} equal; flat frames: {(~textured).sum()}"
+    )
+    assert np.median(d) == 0, f"median Hamming distance {np.median(d)}"
+    assert np.percentile(d, 99) <= 4, f"p99 Hamming distance {np.percentile(d, 99)}"
+    assert (d == 0).mean() >= 0.9, f"only {(d == 0).mean():.1%} identical hashes"
+    assert np.abs(dq).max() <= 2, f"quality differs by up to {np.abs(dq).max()}"
+
+
+def test_fast_path_is_the_cpu_default(images):
+    subset = images[::7]
+    default = pdq_hash_batch(subset)
+    fast = pdq_hash_batch(subset, exact=False)
+    assert np.array_equal(default.bits, fast.bits) and np.array_equal(default.quality, fast.quality)
+
+
+def test_fast_close_to_pdqhash(images, pdqhash_mod):
+    batch = pdq_hash_batch(images, exact=False)
+    assert batch.bits.shape == (len(images), 256) and batch.bits.dtype == np.uint8
+    assert batch.quality.shape == (len(images),) and batch.quality.dtype == np.int32
+    ref = [pdqhash_mod.compute(im) for im in images]
+    _fast_vs_reference(images, batch, np.stack([r[0] for r in ref]), np.array([r[1] for r in ref]), "pdqhash")
+
+
+def test_fast_dihedral_close_to_pdqhash(images, pdqhash_mod):
+    batch = pdq_hash_batch(images, dihedral=True, exact=False)
+    assert batch.bits.shape == (len(images), 8, 256)
+    ref = [pdqhash_mod.compute_dihedral(im) for im in images]
+    theirs = np.stack([np.stack(r[0]) for r in ref])
+    _fast_vs_reference(images, batch, theirs, np.array([r[1] for r in ref]), "pdqhash dihedral")
+
+
+def test_fast_close_to_exact(images):
+    fast = pdq_hash_batch(images, exact=False)
+    exact = pdq_hash_batch(images, exact=True)
+    _fast_vs_reference(images, fast, exact.bits, exact.quality, "exact path")
+
+
+def test_fast_64x64_and_shapes():
+    """64x64 (no filter, identity matrices), odd sizes, and a 720p frame."""
+    imgs = [smooth_scene(64, 64, seed=s) for s in range(10)]
+    for i, got in enumerate(pdq_hash_batch(np.stack(imgs), exact=False).bits):
+        want = pdq_hash_batch(imgs[i][None], exact=True).bits[0]
+        assert _distances(got, want) <= 4
+    big = smooth_scene(720, 1280, seed=3)
+    a = pdq_hash_batch(big[None], exact=False)
+    b = pdq_hash_batch(big[None], exact=True)
+    assert _distances(a.bits[0], b.bits[0]) <= 4 and abs(int(a.quality[0]) - int(b.quality[0])) <= 2
+
+
+@pytest.mark.parametrize("dim", [5, 6, 7, 11, 63, 64, 65, 127, 128, 129, 255, 301, 640, 720, 1081])
+def test_fast_filter_matrix_is_the_exact_scan(dim):
+    """The fast path's per-axis matrix equals the exact path's two box scans (run in float64 on the
+    identity) followed by the decimation."""
+    from vmatch.signals.pdq import (
+        _box_scan,
+        _decimation_indices,
+        _filter_matrix,
+        _window_size,
+    )
+
+    box = _box_scan(torch.eye(dim, dtype=torch.float64), _window_size(dim), dim=0).numpy()
+    want = (box @ box)[_decimation_indices(dim)]
+    np.testing.assert_allclose(_filter_matrix(dim), want, rtol=0, atol=1e-15)
+
+
+def test_fast_path_restores_torch_threads():
+    before = torch.get_num_threads()
+    pdq_hash_batch(np.stack([smooth_scene(120, 160, seed=1)] * 2), exact=False)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_tiny_images_get_zero_hash(pdqhash_mod, exact):
     for h, w in ((4, 90), (90, 4), (1, 1), (5, 4)):
         img = smooth_scene(h, w, seed=h * 100 + w)
-        batch = pdq_hash_batch(img[None])
+        batch = pdq_hash_batch(img[None], exact=exact)
         assert not batch.bits.any() and batch.quality[0] == 0
         ref_bits, ref_q = pdqhash_mod.compute(img)
         assert not np.asarray(ref_bits).any() and ref_q == 0
@@ -165,31 +255,33 @@ def test_tiny_images_get_zero_hash(pdqhash_mod):
 def test_64x64_is_not_filtered_like_the_reference(pdqhash_mod):
     """The reference hashes 64x64 luma as is, but its dihedral path filters it (window 1)."""
     imgs = [smooth_scene(64, 64, seed=s) for s in range(20)]
-    plain = pdq_hash_batch(np.stack(imgs))
-    dihedral = pdq_hash_batch(np.stack(imgs), dihedral=True)
+    plain = pdq_hash_batch(np.stack(imgs), exact=True)
+    dihedral = pdq_hash_batch(np.stack(imgs), dihedral=True, exact=True)
     for i, img in enumerate(imgs):
         assert np.array_equal(plain.bits[i], pdqhash_mod.compute(img)[0])
         assert np.array_equal(dihedral.bits[i], np.stack(pdqhash_mod.compute_dihedral(img)[0]))
 
 
-def test_inputs_numpy_tensor_list_and_chunks_agree(images):
+@pytest.mark.parametrize("exact", [True, False])
+def test_inputs_numpy_tensor_list_and_chunks_agree(images, exact):
     subset = [im for im in images if im.shape[:2] == (100, 120)]
     stack = np.stack(subset)
-    ref = pdq_hash_batch(stack)
+    ref = pdq_hash_batch(stack, exact=exact)
     for other in (
-        pdq_hash_batch(torch.from_numpy(stack)),
-        pdq_hash_batch(list(subset)),
-        pdq_hash_batch(stack, batch_size=5),
-        pdq_hash_batch(np.ascontiguousarray(stack[:, :, :, :])[:, :, :, :], batch_size=1),
+        pdq_hash_batch(torch.from_numpy(stack), exact=exact),
+        pdq_hash_batch(list(subset), exact=exact),
+        pdq_hash_batch(stack, batch_size=5, exact=exact),
+        pdq_hash_batch(np.ascontiguousarray(stack[:, :, :, :])[:, :, :, :], batch_size=1, exact=exact),
     ):
         assert np.array_equal(other.bits, ref.bits)
         assert np.array_equal(other.quality, ref.quality)
-    hex1, q1 = pdq_hash(subset[3])
+    hex1, q1 = pdq_hash(subset[3], exact=exact)
     assert hex1 == ref.hex()[3] and q1 == ref.quality[3]
     # Non-contiguous views are hashed as the images they show.
     flipped = stack[:, ::-1]
     assert np.array_equal(
-        pdq_hash_batch(flipped).bits, pdq_hash_batch(np.ascontiguousarray(flipped)).bits
+        pdq_hash_batch(flipped, exact=exact).bits,
+        pdq_hash_batch(np.ascontiguousarray(flipped), exact=exact).bits,
     )
 
 
@@ -220,17 +312,18 @@ def test_quality_low_for_flat_high_for_scenes():
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("size", [(64, 64), (320, 320), (576, 320), (320, 64)])
-def test_dihedral_variants_equal_hashes_of_transformed_images(size):
+def test_dihedral_variants_equal_hashes_of_transformed_images(size, exact):
     """On sizes where the reference's box windows and decimation grid are symmetric (odd multiples of
     64 pixels a side), rotating/flipping the image and permuting/negating the DCT agree. On other
     sizes they differ by a few to ~20 bits, in the reference as here (its own tests allow +40)."""
     assert list(TRANSFORMS) == list(DIHEDRAL_NAMES)
     for seed in range(3):
         img = smooth_scene(*size, seed=seed)
-        variants = pdq_hash_batch(img[None], dihedral=True).bits[0]
+        variants = pdq_hash_batch(img[None], dihedral=True, exact=exact).bits[0]
         for k, (name, transform) in enumerate(TRANSFORMS.items()):
-            direct = pdq_hash_batch(np.ascontiguousarray(transform(img))[None]).bits[0]
+            direct = pdq_hash_batch(np.ascontiguousarray(transform(img))[None], exact=exact).bits[0]
             assert _distances(variants[k], direct) <= 2, (size, seed, name)
 
 
@@ -319,6 +412,8 @@ def test_usage_errors():
         pdq_hash_batch(good, device="tpu")
     with pytest.raises(UsageError, match="dihedral"):
         pdq_hash_batch(good, dihedral="yes")
+    with pytest.raises(UsageError, match="exact"):
+        pdq_hash_batch(good, exact="no")
     with pytest.raises(UsageError):
         pdq_hash(good)
     with pytest.raises(UsageError, match="64 hex"):
@@ -343,7 +438,7 @@ def test_usage_errors():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(images):
     subset = images[::3]
-    cpu = pdq_hash_batch(subset, dihedral=True)
+    cpu = pdq_hash_batch(subset, dihedral=True, exact=True)
     gpu = pdq_hash_batch(subset, device="cuda", dihedral=True)
     dist = _distances(cpu.bits, gpu.bits)
     assert dist.max() <= 2 and (dist == 0).mean() >= 0.99
@@ -352,6 +447,6 @@ def test_cuda_matches_cpu(images):
     same = [im for im in images if im.shape[:2] == (480, 640)]
     stack = torch.from_numpy(np.stack(same)).cuda()
     on_gpu = pdq_hash_batch(stack, device="cuda", batch_size=5)
-    on_cpu = pdq_hash_batch(np.stack(same))
+    on_cpu = pdq_hash_batch(np.stack(same), exact=True)
     assert _distances(on_gpu.bits, on_cpu.bits).max() <= 2
     assert np.array_equal(on_gpu.quality, on_cpu.quality)

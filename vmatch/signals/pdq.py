@@ -4,7 +4,9 @@ PDQ is the 256-bit perceptual image hash of Meta's ThreatExchange (``pdq/cpp/has
 ``pdq/cpp/downscaling/downscaling.cpp``), also published on PyPI as ``pdqhash``. This module computes it
 for a whole batch of frames at once with torch tensor operations, on CPU or GPU, and replicates the
 reference's float32 arithmetic step by step so that its hashes are the same bits as
-``pdqhash.compute(rgb)`` on the same ``uint8`` RGB arrays (see "Exactness" below).
+``pdqhash.compute(rgb)`` on the same ``uint8`` RGB arrays (see "Exactness" below) with ``exact=True``
+(the default on CUDA); on CPU the default is a fast path, several times faster, whose hashes are
+identical on nearly all frames (see "Fast path").
 
 The algorithm, as the reference implements it (``pdqHash256FromFloatLuma``):
 
@@ -53,6 +55,21 @@ by its reciprocal). On x86-64 builds of ``pdqhash`` (compiled without FMA contra
 qualities are therefore identical; builds that contract ``a*b + c`` into FMA (e.g. aarch64 with GCC's
 default ``-ffp-contract=fast``) may differ from both by a bit on rare near-median coefficients.
 
+Fast path (``exact=False``, the default on CPU). Steps 1 and 3 are linear, and the row and column
+filters are separable, so luma, both Jarosz passes along an axis and the decimation fold into one
+matrix per axis: ``small = R @ Y @ C^T`` with ``R = S_H B_H^2`` (``[64, H]``) and ``C = S_W B_W^2``
+(``[64, W]``), ``B`` the box filter's matrix (built by running the exact path's scan on the identity,
+so the shrinking windows at both ends are the reference's) and ``S`` the rows ``decimateFloat`` keeps.
+The luma weights are folded into ``C`` too (``[3 W, 64]``), so a frame costs one uint8-to-float32
+conversion and one float32 matrix product ``[H, 3 W] @ [3 W, 64]`` (done in cache-sized blocks of
+rows on CPU), then a small ``[64, H] @ [H, 64]`` one; the DCT is a float64 ``D A D^T``. On CPU it
+runs on one torch thread (restored afterwards; see ``_FAST_CPU_THREADS``): about 3 ms a 720p frame,
+against ~11-15 ms for ``pdqhash`` and ~24-30 ms for the exact path. The
+float32 products round differently from the reference's running sums, so a coefficient within
+rounding noise of the median can flip; on the generated test images and on decoded video frames
+(``benchmarks/pdq_compare_clips.py``) the hashes are identical or a few bits apart on rare frames.
+Flat frames (quality 0), whose hashes are rounding noise in the reference too, get other hashes.
+
 Images of different sizes: pass a list (or tuple) of ``[H, W, 3]`` arrays; they are grouped by size
 internally and the results come back in input order.
 
@@ -69,8 +86,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +151,17 @@ _CUDA_CHUNK_PIXELS = 1 << 27
 # tiny steps free of OpenMP fork/join overhead, which is catastrophic when the cores are busy (a
 # measured 70x slowdown on a loaded 2-core machine); the big elementwise ops still use all threads.
 _CPU_SLICE_ELEMENTS = 32767
+# Fast path: pixels hashed together (the float32 copy of the RGB chunk is 12 bytes a pixel).
+_FAST_CHUNK_PIXELS = 1 << 23
+# Fast path on CPU: image rows converted to float32 and multiplied at a time (about 4 MB at 720p).
+_FAST_BLOCK_ROWS = 256
+# Fast path on CPU: torch threads while it runs. One thread: at 720p about 3 ms a frame, and with two
+# threads on a machine whose cores are busy (a video decoder, other processes) OpenMP's fork/join made
+# each frame ~15x *slower* (measured: 50 ms a frame on 2 cores at load 3); a second core helps little
+# even when idle, and the caller can hash several chunks in parallel processes instead.
+_FAST_CPU_THREADS = 1
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "saved": 0}
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
@@ -261,17 +292,17 @@ def hamming(a_hex: str, b_hex: str) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def pdq_hash(frame: Any, *, device: str = "cpu") -> tuple[str, int]:
+def pdq_hash(frame: Any, *, device: str = "cpu", exact: bool | None = None) -> tuple[str, int]:
     """PDQ hash of one RGB image: ``(hex, quality)``.
 
     ``frame`` is ``uint8 [H, W, 3]`` RGB (numpy array or torch tensor). Same result as
-    ``pdq_hash_batch(frame[None])``.
+    ``pdq_hash_batch(frame[None], device=device, exact=exact)``.
     """
     shape = tuple(getattr(frame, "shape", ()))
     if len(shape) != 3:
         got = shape or type(frame).__name__
         raise UsageError(f"pdq_hash: expected one uint8 RGB image [H, W, 3], got {got}")
-    batch = pdq_hash_batch(frame[None], device=device)
+    batch = pdq_hash_batch(frame[None], device=device, exact=exact)
     return bits_to_hex(batch.bits)[0], int(batch.quality[0])
 
 
@@ -281,6 +312,7 @@ def pdq_hash_batch(
     device: str = "cpu",
     dihedral: bool = False,
     batch_size: int | None = None,
+    exact: bool | None = None,
 ) -> PDQBatch:
     """PDQ hashes (and quality scores) of a batch of RGB frames, computed with torch.
 
@@ -293,11 +325,17 @@ def pdq_hash_batch(
             (:data:`DIHEDRAL_NAMES`), derived from one DCT as the reference does.
         batch_size: frames hashed together; ``None`` picks it from the frame size (on CUDA about
             128 Mi pixels a chunk, about 4 GiB of GPU memory; on CPU ``32767 // max(H, W)`` frames,
-            e.g. 25 at 720p, which keeps each of the many small box-filter steps on one thread).
+            e.g. 25 at 720p, which keeps each of the many small box-filter steps on one thread; with
+            the fast path about 8 Mi pixels a chunk, e.g. 9 frames at 720p).
+        exact: ``True``: the bit-exact replay of the reference's float32 arithmetic (see "Exactness"
+            in the module docstring). ``False``: the fast path (see "Fast path"): the same filter,
+            decimation and DCT as matrix products, within a few bits of the reference on rare
+            frames. ``None`` (default): fast on CPU, exact on CUDA (where the replay is fast).
 
     Returns:
         :class:`PDQBatch` with ``bits`` ``uint8 [N, 256]`` (``[N, 8, 256]`` with ``dihedral``) and
-        ``quality`` ``int32 [N]``, identical to ``pdqhash.compute`` (``compute_dihedral``) on x86-64.
+        ``quality`` ``int32 [N]``; with ``exact=True`` identical to ``pdqhash.compute``
+        (``compute_dihedral``) on x86-64.
 
     Raises:
         UsageError: frames of the wrong type, dtype or shape, bad ``batch_size``, unknown or
@@ -313,9 +351,12 @@ def pdq_hash_batch(
         not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1
     ):
         raise UsageError(f"pdq_hash_batch: batch_size must be None or an integer >= 1, got {batch_size!r}")
+    if exact is not None and not isinstance(exact, (bool, np.bool_)):
+        raise UsageError(f"pdq_hash_batch: exact must be None, True or False, got {exact!r}")
     if isinstance(device, torch.device):
         device = str(device)
     dev = torch.device(resolve_device(device))
+    use_exact = bool(exact) if exact is not None else dev.type != "cpu"
     n_var = len(DIHEDRAL_NAMES) if dihedral else 1
 
     groups = _group_frames(frames)
@@ -326,21 +367,56 @@ def pdq_hash_batch(
         n, height, width = int(stack.shape[0]), int(stack.shape[1]), int(stack.shape[2])
         if n == 0 or height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
             continue  # the reference's all-zero hash, quality 0
-        step = int(batch_size) if batch_size is not None else _auto_chunk(height, width, dev.type)
+        if batch_size is not None:
+            step = int(batch_size)
+        elif use_exact:
+            step = _auto_chunk(height, width, dev.type)
+        else:
+            step = max(1, _FAST_CHUNK_PIXELS // (height * width))
         for start in range(0, n, step):
             chunk = stack[start : start + step]
             with torch.no_grad():
-                if isinstance(chunk, np.ndarray) and dev.type == "cpu":
-                    luma = _luma_hwn_numpy(chunk)  # numpy's uint8 -> float32 paths are faster on CPU
-                elif isinstance(chunk, np.ndarray):
-                    luma = _luma_hwn(torch.from_numpy(np.ascontiguousarray(chunk)).to(dev))
+                if not use_exact and dev.type == "cpu":
+                    with _torch_threads(_FAST_CPU_THREADS):
+                        bits, quality = _hash_rgb_fast(chunk, dev, dihedral=bool(dihedral))
+                elif not use_exact:
+                    bits, quality = _hash_rgb_fast(chunk, dev, dihedral=bool(dihedral))
                 else:
-                    luma = _luma_hwn(chunk.to(dev))
-                bits, quality = _hash_luma(luma, dihedral=bool(dihedral))
+                    if isinstance(chunk, np.ndarray) and dev.type == "cpu":
+                        luma = _luma_hwn_numpy(chunk)  # numpy's uint8 -> float32 paths are faster on CPU
+                    elif isinstance(chunk, np.ndarray):
+                        luma = _luma_hwn(torch.from_numpy(np.ascontiguousarray(chunk)).to(dev))
+                    else:
+                        luma = _luma_hwn(chunk.to(dev))
+                    bits, quality = _hash_luma(luma, dihedral=bool(dihedral))
             sel = indices[start : start + step]
             bits_out[sel] = bits.reshape(len(sel), n_var, HASH_BITS).cpu().numpy()
             quality_out[sel] = quality.cpu().numpy()
     return PDQBatch(bits=bits_out if dihedral else bits_out[:, 0], quality=quality_out)
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(count)``, restoring the caller's setting afterwards.
+
+    torch's thread count is process-wide: overlapping uses from several Python threads share one
+    saved value (the first to enter saves it, the last to leave restores it).
+    """
+    import torch
+
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            if _THREADS_STATE["saved"] != count:
+                torch.set_num_threads(count)
+        _THREADS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0 and torch.get_num_threads() != _THREADS_STATE["saved"]:
+                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 def _auto_chunk(height: int, width: int, device_type: str) -> int:
@@ -424,6 +500,109 @@ def _hash_luma(luma: torch.Tensor, *, dihedral: bool) -> tuple[torch.Tensor, tor
     # torben() returns the 128th smallest of the 256 values (an element of the set).
     median = torch.sort(flat, dim=-1).values[..., HASH_BITS // 2 - 1 : HASH_BITS // 2]
     bits = (flat > median).flip(-1)  # bit k = 16 i + j of Hash256 goes to position 255 - k
+    return bits, quality
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast path: the linear part (luma, Jarosz filter, decimation) as two matrix products
+# --------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _filter_matrix(dim: int) -> np.ndarray:
+    """float64 ``[64, dim]``: the rows ``decimateFloat`` keeps of the two box filters along an axis.
+
+    ``box1DFloat`` maps ``x`` to ``y[i]``, the mean of ``x[lo(i) .. hi(i)]``, a window that shrinks
+    at both ends (see :func:`_box_scan`); the filter is that matrix ``B`` squared (two passes; the row
+    and column filters commute), restricted to the sampled rows. For ``dim = 64`` (window 1, every
+    row kept) it is the identity, so 64x64 images, which the reference's plain hash does not filter,
+    need no special case here.
+    """
+    window = _window_size(dim)
+    half = (window + 2) // 2
+    # As _box_scan computes it, y[i] sums x[lo(i) .. hi(i)] (checked against the scan in the tests).
+    idx = np.arange(dim)
+    lo = np.maximum(0, idx + half - window)
+    hi = np.minimum(dim - 1, idx + half - 1)
+    keep = np.asarray(_decimation_indices(dim))
+    # Rows ``keep`` of B^2 = B[keep] @ B, with B's band applied through prefix sums (no dim x dim matrix):
+    # (v @ B)[j] = sum over the i whose window holds j (a contiguous run, lo and hi being monotone) of
+    # v[i] / count(i).
+    mat = _box_rows(keep, lo, hi, dim)  # B[keep]: [64, dim]
+    for _ in range(_JAROSZ_PASSES - 1):
+        scaled = mat / (hi - lo + 1)[None, :]
+        prefix = np.concatenate([np.zeros((mat.shape[0], 1)), np.cumsum(scaled, axis=1)], axis=1)
+        # i ranges over [first_i(j), last_i(j)] with hi(i) >= j and lo(i) <= j.
+        first_i = np.searchsorted(hi, idx, side="left")
+        last_i = np.searchsorted(lo, idx, side="right") - 1
+        mat = prefix[:, last_i + 1] - prefix[:, first_i]
+    return np.ascontiguousarray(mat)
+
+
+def _box_rows(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, dim: int) -> np.ndarray:
+    """Rows ``rows`` of the box filter's matrix (float64 ``[len(rows), dim]``)."""
+    cols = np.arange(dim)[None, :]
+    r_lo, r_hi = lo[rows][:, None], hi[rows][:, None]
+    return ((cols >= r_lo) & (cols <= r_hi)) / (r_hi - r_lo + 1.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _fast_matrices(height: int, width: int) -> tuple[Any, Any]:
+    """(``rows`` float32 ``[64, H]``, ``cols`` float32 ``[3 W, 64]``) of the fast path.
+
+    ``cols`` folds the luma weights into the column filter: row ``3 x + c`` is the column filter's
+    column ``x`` times ``weight[c] / 1000``, so ``rgb.reshape(H, 3 W) @ cols`` is luma filtered along
+    the rows and decimated to 64 columns.
+    """
+    import torch
+
+    rows = _filter_matrix(height)
+    cols = _filter_matrix(width)
+    weights = np.array([299.0, 587.0, 114.0]) / 1000.0
+    cols3 = (cols.T[:, None, :] * weights[None, :, None]).reshape(3 * width, _SIDE)
+    return (
+        torch.from_numpy(rows.astype(np.float32)),
+        torch.from_numpy(np.ascontiguousarray(cols3.astype(np.float32))),
+    )
+
+
+def _hash_rgb_fast(rgb: Any, dev: torch.device, *, dihedral: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast path on a chunk of uint8 ``[n, H, W, 3]`` (numpy or torch): same outputs as
+    :func:`_hash_luma`."""
+    import torch
+
+    if isinstance(rgb, np.ndarray):
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb))
+    rgb = rgb.to(dev)
+    n, height, width = (int(s) for s in rgb.shape[:3])
+    rows, cols3 = _fast_matrices(height, width)
+    rows, cols3 = rows.to(dev), cols3.to(dev)
+    x = rgb.reshape(n * height, 3 * width)
+    if dev.type == "cpu":
+        # Convert to float32 a block of rows at a time into one reused buffer that stays in cache
+        # (converting the whole chunk into fresh memory costs ~3x more, mostly page faults), and
+        # multiply each block as it comes.
+        part = torch.empty(n * height, _SIDE, dtype=torch.float32)
+        buf = torch.empty(min(_FAST_BLOCK_ROWS, n * height), 3 * width, dtype=torch.float32)
+        for start in range(0, n * height, _FAST_BLOCK_ROWS):
+            stop = min(start + _FAST_BLOCK_ROWS, n * height)
+            block = buf[: stop - start]
+            block.copy_(x[start:stop])
+            torch.mm(block, cols3, out=part[start:stop])
+    else:
+        part = x.to(torch.float32) @ cols3
+    part = part.view(n, height, _SIDE)  # luma filtered along rows, decimated to 64 columns
+    small = torch.matmul(rows, part)  # [n, 64, 64]
+    quality = _quality(small)
+    d = _dct_matrix(dev).to(torch.float64)
+    dct = d @ small.to(torch.float64) @ d.T  # [n, 16, 16], float64 products (no need to replay)
+    if dihedral:
+        dct = _dihedral_variants(dct)
+    else:
+        dct = dct[:, None]
+    flat = dct.reshape(n, dct.shape[1], HASH_BITS)
+    median = torch.sort(flat, dim=-1).values[..., HASH_BITS // 2 - 1 : HASH_BITS // 2]
+    bits = (flat > median).flip(-1)
     return bits, quality
 
 
