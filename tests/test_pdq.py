@@ -450,3 +450,15 @@ def test_cuda_matches_cpu(images):
     on_cpu = pdq_hash_batch(np.stack(same), exact=True)
     assert _distances(on_gpu.bits, on_cpu.bits).max() <= 2
     assert np.array_equal(on_gpu.quality, on_cpu.quality)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fast_path_close_to_cpu(images):
+    """exact=False on CUDA (not the default there): the same matrix products as on CPU."""
+    subset = [im for im in images[::3] if not _flat(im)]
+    cpu = pdq_hash_batch(subset, exact=False)
+    gpu = pdq_hash_batch(subset, device="cuda", exact=False)
+    dist = _distances(cpu.bits, gpu.bits)
+    assert np.median(dist) == 0 and np.percentile(dist, 99) <= 4
+    assert np.abs(cpu.quality - gpu.quality).max() <= 2
