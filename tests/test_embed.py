@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZE = (224, 224)
 #: model_id of "effnet-lite0-gem-raw". If this changes, every stored embedding of the model becomes incompatible:
 #: change the spec only deliberately, bump its `version`, and update this constant.
-RAW_MODEL_ID = "effnet-lite0-gem-raw-v1-5d6355f1c034"
+RAW_MODEL_ID = "effnet-lite0-gem-raw-v1-c33fdb5d688f"
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -329,6 +329,10 @@ class TorchEmbedder:
         import torch.nn.functional as F
 
         frames = check_frames(frames, self.spec.input_size)
+        if self.spec.crop_borders and frames.shape[0]:
+            from vmatch.preprocess import crop_borders
+
+            frames = np.stack([crop_borders(f) for f in frames])
         out_dim = self.dim if project else self.feature_dim
         out = np.empty((frames.shape[0], out_dim), dtype=np.float32)
         with torch.inference_mode():

@@ -82,6 +82,8 @@ class ModelSpec:
         projection: File name of a projection artifact in the repository's ``models/`` folder, ``""`` for none.
         projection_sha256: sha256 of that file, checked at load (``""``: not checked).
         dim: Output dimension (at most 512 for bank models; the raw fitting model has 1280).
+        crop_borders: Cut uniform border pairs (letterbox, pillarbox, padding) off each frame and resize
+            it back before the CNN (:func:`vmatch.preprocess.crop_borders`).
         hflip_tta: Average the pooled features of each frame and of its horizontal mirror before the
             projection, which makes the embedding invariant to horizontal flips (twice the CNN work).
     """
@@ -98,6 +100,7 @@ class ModelSpec:
     projection_sha256: str = ""
     dim: int = 256
     hflip_tta: bool = False
+    crop_borders: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -115,8 +118,9 @@ class ModelSpec:
         if not isinstance(self.gem_p, (int, float)) or isinstance(self.gem_p, bool) or not self.gem_p > 0:
             raise UsageError(f"ModelSpec {self.name!r}: gem_p must be a number > 0, got {self.gem_p!r}")
         object.__setattr__(self, "gem_p", float(self.gem_p))
-        if not isinstance(self.hflip_tta, bool):
-            raise UsageError(f"ModelSpec {self.name!r}: hflip_tta must be a bool, got {self.hflip_tta!r}")
+        for flag in ("hflip_tta", "crop_borders"):
+            if not isinstance(getattr(self, flag), bool):
+                raise UsageError(f"ModelSpec {self.name!r}: {flag} must be a bool, got {getattr(self, flag)!r}")
         for field_name in ("weights", "weights_sha256", "preprocessing", "pooling", "projection", "projection_sha256"):
             if not isinstance(getattr(self, field_name), str):
                 raise UsageError(f"ModelSpec {self.name!r}: {field_name} must be a string")
@@ -215,9 +219,10 @@ _REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
                 pooling="gem",
                 gem_p=3.0,
                 projection="effnet_lite0_gem_pca256.npz",
-                projection_sha256="e6869bb7502b585075bd094b627ff01e0c292c1ceaae1ab7ca50bacdf499c252",  # models/fit_projection.py prints it
+                projection_sha256="6ee998455c31c56e25f1868e62d87a36e7c8430a9b0aff00fb5e3b20cd74cb29",  # models/fit_projection.py prints it
                 dim=256,
                 hflip_tta=True,
+                crop_borders=True,
             ),
             ModelSpec(
                 name="effnet-lite0-gem-raw",
@@ -232,6 +237,7 @@ _REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
                 projection_sha256="",
                 dim=1280,
                 hflip_tta=True,
+                crop_borders=True,
             ),
         )
     }
