@@ -75,7 +75,7 @@ def test_import_export_lookup_without_media(capsys, clips, tmp_path, fake_bank):
     lst = tmp_path / "list.txt"
     lst.write_text(f"# shared list\nmd5 {a['md5']} known-1\nsha1 {b['sha1'].upper()} known-2\n\nmd5 {a['md5']} known-1\n")
     code, _, err = cli(capsys, "import", "--bank", fake_bank, lst)
-    assert code == 0 and "imported 2 new hash(es) of 3 line(s)" in err
+    assert code == 0 and "imported 2 new hash(es) of 3 good line(s)" in err
     # CNN references and hash-only references live side by side
     assert cli(capsys, "index", "--bank", fake_bank, clips["beta"])[0] == 0
     code, out, _ = cli(capsys, "list", "--bank", fake_bank, "--json")
@@ -98,21 +98,30 @@ def test_import_export_lookup_without_media(capsys, clips, tmp_path, fake_bank):
     assert {("known-2", "sha1"), ("beta", "md5"), ("beta", "sha1"), ("beta", "cnn")} <= kinds
 
 
-def test_bad_hash_lists_are_refused_and_change_nothing(capsys, tmp_path, fake_bank):
-    for text, msg in [
-        ("md5 zz12 id\n", "invalid MD5 value"),
-        ("sha256 " + "a" * 64 + " id\n", "line must start with a signal type"),
-        ("md5 " + "a" * 32 + "\n", ":1: expected"),
-        ("md5 " + "a" * 32 + " bad/id\n", "invalid reference id"),
-    ]:
-        f = tmp_path / "bad.txt"
-        f.write_text(text)
-        code, _, err = cli(capsys, "import", "--bank", fake_bank, f)
-        assert code == 2 and msg in err, (text, err)
+def test_malformed_hash_lines_are_skipped_with_their_line_number(capsys, tmp_path, fake_bank):
+    """Each malformed line (wrong length, non-hex, unknown signal type, missing id, bad id) is
+    reported with its line number and skipped; the good lines are imported; exit 1."""
+    good1, good2 = "a" * 32, "b" * 40
+    f = tmp_path / "list.txt"
+    f.write_text("\n".join([
+        f"md5 {good1} ok-1",            # 1
+        "md5 zz12 id",                  # 2 non-hex, wrong length
+        "sha256 " + "c" * 64 + " id",   # 3 unknown signal type
+        "md5 " + "d" * 32,              # 4 no id
+        "md5 " + "e" * 32 + " bad/id",  # 5 bad id
+        "md5 " + "f" * 31 + " short",   # 6 wrong length
+        f"sha1 {good2} ok-2",           # 7
+    ]) + "\n")
+    code, _, err = cli(capsys, "import", "--bank", fake_bank, f)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("vmatch: error:")]
+    assert [int(line.split(":")[3]) for line in lines] == [2, 3, 4, 5, 6]
+    assert "invalid MD5 value" in lines[0] and "unknown signal type" in lines[1] and "invalid reference id" in lines[3]
+    assert "imported 2 new hash(es) of 2 good line(s)" in err and "5 malformed line(s) skipped" in err
+    with Bank.open(fake_bank) as bank:
+        assert bank.hashes() == [("ok-1", "md5", good1), ("ok-2", "sha1", good2)]
     code, _, err = cli(capsys, "import", "--bank", fake_bank, tmp_path / "missing.txt")
     assert code == 2 and "missing.txt" in err
-    with Bank.open(fake_bank) as bank:
-        assert bank.list() == [] and bank.hashes() == []
 
 
 # ------------------------------------------------------------------ vPDQ in banks

@@ -346,30 +346,41 @@ def cmd_hash(args) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def _read_hash_lines(path: str, default_type: str | None, *, with_id: bool) -> list[tuple[str, str, str]]:
-    """``(signal_type, value, id)`` from a hash list; UsageError naming the file and line."""
+def _read_hash_lines(
+    path: str, default_type: str | None, *, with_id: bool
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """``(signal_type, canonical value, id)`` of the good lines of a hash list, and one message
+    ``FILE:LINE: reason`` per malformed line (wrong length, non-hex, unknown signal type, bad id),
+    which is skipped. An unreadable file is a UsageError."""
+    from vmatch.bank import validate_ref_id
+    from vmatch.signals.exact import normalize_hex_digest
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: cannot read hash list ({getattr(e, 'strerror', None) or e})") from e
-    out = []
+    out, problems = [], []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(None, 2)
-        if parts[0] in ("md5", "sha1"):
-            t, rest = parts[0], parts[1:]
-        elif default_type is not None:
-            t, rest = default_type, parts
-        else:
-            raise UsageError(f"{path}:{n}: line must start with a signal type (md5, sha1), or pass --signal-type")
-        if default_type is not None and t != default_type:
-            raise UsageError(f"{path}:{n}: signal type {t} in a --signal-type {default_type} list")
-        if not rest or (with_id and len(rest) < 2):
-            raise UsageError(f"{path}:{n}: expected `<signal_type> <value>{' <id>' if with_id else ''}`")
-        out.append((t, rest[0], rest[1].strip() if len(rest) > 1 else ""))
-    return out
+        try:
+            if parts[0] in ("md5", "sha1"):
+                t, rest = parts[0], parts[1:]
+            elif default_type is not None:
+                t, rest = default_type, parts
+            else:
+                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with md5 or sha1 (or pass --signal-type)")
+            if default_type is not None and t != default_type:
+                raise UsageError(f"signal type {t} in a --signal-type {default_type} list")
+            if not rest or (with_id and len(rest) < 2):
+                raise UsageError(f"expected `<signal_type> <value>{' <id>' if with_id else ''}`")
+            rid = validate_ref_id(rest[1].strip()) if with_id else ""
+            out.append((t, normalize_hex_digest(rest[0], t), rid))
+        except UsageError as e:
+            problems.append(f"{path}:{n}: {e}; line skipped")
+    return out, problems
 
 
 def _vpdq_id(path: str) -> str:
@@ -402,14 +413,22 @@ def cmd_import(args) -> int:
         return EXIT_OK
     if args.ref_id is not None:
         raise UsageError("--id is only for --signal-type vpdq (hash lists carry their ids)")
-    rows = _read_hash_lines(args.file, args.signal_type, with_id=True)
-    bank = _open_bank(args, create=True)
-    try:
-        added = bank.add_hashes([(rid, t, v) for t, v, rid in rows])
-    finally:
-        bank.close()
-    print(f"imported {added} new hash(es) of {len(rows)} line(s) from {args.file}", file=sys.stderr)
-    return EXIT_OK
+    rows, problems = _read_hash_lines(args.file, args.signal_type, with_id=True)
+    for msg in problems:
+        _err(msg)
+    added = 0
+    if rows:
+        bank = _open_bank(args, create=True)
+        try:
+            added = bank.add_hashes([(rid, t, v) for t, v, rid in rows])
+        finally:
+            bank.close()
+    print(
+        f"imported {added} new hash(es) of {len(rows)} good line(s) from {args.file}"
+        + (f"; {len(problems)} malformed line(s) skipped" if problems else ""),
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL if problems else EXIT_OK
 
 
 def cmd_export(args) -> int:
@@ -439,7 +458,10 @@ def _lookup_hashes(bank, path: str, signal_type: str, threshold: float):
     from vmatch.types import Match, MatchReport
 
     found: dict[str, Match] = {}
-    for t, v, _ in _read_hash_lines(path, signal_type, with_id=False):
+    rows, problems = _read_hash_lines(path, signal_type, with_id=False)
+    if problems:
+        raise UsageError("; ".join(problems))
+    for t, v, _ in rows:
         for ref in bank.lookup_hash(t, v):
             found.setdefault(ref, Match(reference=ref, score=1.0, segments=(), signal_type=t))
     return MatchReport(query=path, duration=0.0, threshold=threshold, matches=tuple(found[r] for r in sorted(found)))
