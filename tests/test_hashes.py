@@ -174,3 +174,22 @@ def test_vpdq_hash_import_lookup_export_without_media(capsys, clips, reencoded, 
     bad.write_text("this is not a vpdq line\n")
     code, _, err = cli(capsys, "import", "--bank", fake_bank, "--signal-type", "vpdq", bad)
     assert code == 2 and "bad.vpdq.txt" in err
+
+
+def test_shared_vpdq_finds_its_clip_even_mirrored(capsys, clips, tmp_path, fake_bank):
+    """A vPDQ list made from a clip and imported without media finds the clip, also after a
+    horizontal flip (the query's dihedral PDQ variants are matched too)."""
+    from vmatch.decode import iter_frames
+
+    code, out, _ = cli(capsys, "hash", "--out", tmp_path / "sig", clips["alpha"])
+    vfile = Path(json.loads(out)["vpdq"]["path"])
+    assert cli(capsys, "import", "--bank", fake_bank, "--signal-type", "vpdq", "--id", "shared", vfile)[0] == 0
+    frames = np.stack([f for _, f in iter_frames(clips["alpha"], fps=10, size=None)])
+    mirrored = synth.write_video(tmp_path / "mirrored.mp4", synth.hflip(frames), fps=10, codec="libx264", crf=28)
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", mirrored)
+    vp = [m for m in json.loads(out)["matches"] if m["signal_type"] == "vpdq"]
+    assert [m["reference"] for m in vp] == ["shared"] and vp[0]["query_match_percent"] >= 80
+    # without the dihedral variants the mirrored copy is not found by the plain rule
+    from vmatch.signals.vpdq import hash_video, is_match, match_vpdq, read_file
+
+    assert not is_match(match_vpdq(hash_video(mirrored), read_file(vfile)))

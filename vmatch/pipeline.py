@@ -279,15 +279,25 @@ def match_query(
     if bank.has_hashes():
         report = _with_exact_matches(bank, report, Path(item), q.duration)
     if bank.has_hashes(("vpdq",)):
-        from vmatch.signals.vpdq import hash_video
+        from vmatch.signals.vpdq import hash_video_dihedral
 
-        report = with_vpdq_matches(bank, report, hash_video(item, device=getattr(embedder, "device", "cpu")))
+        variants = hash_video_dihedral(item, device=getattr(embedder, "device", "cpu"))
+        report = with_vpdq_matches(bank, report, *variants)
     return report
 
 
-def with_vpdq_matches(bank, report: MatchReport, query_vpdq: list) -> MatchReport:
-    """Add the references whose vPDQ matches ``query_vpdq`` by the standard rule (Hamming <= 31,
-    quality >= 50, query match >= 80 %); score = query match percent / 100."""
+def with_vpdq_matches(bank, report: MatchReport, *query_variants: list) -> MatchReport:
+    """Add the references whose vPDQ matches the query by the standard rule (Hamming <= 31,
+    quality >= 50, query match >= 80 %); score = query match percent / 100.
+
+    ``query_variants``: the query's vPDQ, optionally followed by its dihedral variants (flips,
+    90-degree rotations); each is matched and the best result per reference is kept.
+    """
+    best: dict[str, object] = {}
+    for variant in query_variants:
+        for ref, m in bank.match_vpdq(variant):
+            if ref not in best or m.query_match_percent > best[ref].query_match_percent:
+                best[ref] = m
     found = [
         Match(
             reference=ref,
@@ -297,7 +307,7 @@ def with_vpdq_matches(bank, report: MatchReport, query_vpdq: list) -> MatchRepor
             details={"query_match_percent": m.query_match_percent,
                      "compared_match_percent": m.compared_match_percent},
         )
-        for ref, m in bank.match_vpdq(query_vpdq)
+        for ref, m in best.items()
     ]
     if not found:
         return report

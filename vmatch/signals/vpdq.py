@@ -216,6 +216,7 @@ def hash_video(
     sampling: Literal["vpdq", "time"] = "vpdq",
     threads: int = 0,
     prefetch: bool = True,
+    _dihedral: bool = False,
 ) -> list[VPDQFrame]:
     """vPDQ hash of a video file: PDQ hash and quality of frames sampled every ``seconds_per_hash``.
 
@@ -279,7 +280,9 @@ def hash_video(
     if prefetch:
         source = _prefetch(source, _PREFETCH_FRAMES)
 
-    out: list[VPDQFrame] = []
+    n_var = 8 if _dihedral else 1
+    variants: list[list[VPDQFrame]] = [[] for _ in range(n_var)]
+    out = variants[0]
     pending: list[tuple[int, float, np.ndarray]] = []
     pixels = 0
 
@@ -287,9 +290,11 @@ def hash_video(
         nonlocal pixels
         if not pending:
             return
-        result = pdq_hash_batch([rgb for _, _, rgb in pending], device=device)
-        for (number, t, _), hx, q in zip(pending, bits_to_hex(result.bits), result.quality):
-            out.append(VPDQFrame(frame_number=number, hex=hx, quality=int(q), timestamp=t))
+        result = pdq_hash_batch([rgb for _, _, rgb in pending], device=device, dihedral=_dihedral)
+        bits = result.bits if _dihedral else result.bits[:, None, :]
+        for v in range(n_var):
+            for (number, t, _), hx, q in zip(pending, bits_to_hex(bits[:, v]), result.quality):
+                variants[v].append(VPDQFrame(frame_number=number, hex=hx, quality=int(q), timestamp=t))
         pending.clear()
         pixels = 0
 
@@ -306,7 +311,18 @@ def hash_video(
             close()
     if not out:  # both samplings raise for videos without frames; a safety net
         raise DecodeError(os.fspath(path), "no decodable video frames")
-    return out
+    return variants if _dihedral else out
+
+
+def hash_video_dihedral(path: str | os.PathLike[str], **kwargs: Any) -> list[list[VPDQFrame]]:
+    """The vPDQ hash of the video and of its 7 rotated/mirrored versions, in
+    :data:`vmatch.signals.pdq.DIHEDRAL_NAMES` order (index 0 = :func:`hash_video`'s result).
+
+    PDQ derives the 8 variants from one DCT, so this costs about one hash. Matching a query's 8
+    variants against a bank finds copies that were flipped or rotated by multiples of 90 degrees.
+    Takes the keyword arguments of :func:`hash_video`.
+    """
+    return hash_video(path, _dihedral=True, **kwargs)
 
 
 def _check_seconds_per_hash(value: Any) -> float:
