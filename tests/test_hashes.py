@@ -193,3 +193,33 @@ def test_shared_vpdq_finds_its_clip_even_mirrored(capsys, clips, tmp_path, fake_
     from vmatch.signals.vpdq import hash_video, is_match, match_vpdq, read_file
 
     assert not is_match(match_vpdq(hash_video(mirrored), read_file(vfile)))
+
+
+def test_pdq_list_import_lookup_and_match_of_a_video_holding_the_image(capsys, clips, tmp_path, fake_bank):
+    """A shared list of image PDQ hashes (e.g. of a still taken from a video): imported without
+    media, found by `match` in a video showing that image (even mirrored), by `lookup`, exported back."""
+    from vmatch.decode import iter_frames
+    from vmatch.signals.pdq import pdq_hash
+
+    frames = np.stack([f for _, f in iter_frames(clips["alpha"], fps=10, size=None)])
+    still_hex, quality = pdq_hash(frames[30])
+    assert quality >= 50
+    lst = tmp_path / "pdq.txt"
+    lst.write_text(f"pdq {still_hex} still-3s\npdq {'g' * 64} bad\n")
+    code, _, err = cli(capsys, "import", "--bank", fake_bank, lst)
+    assert code == 1 and ":2: invalid PDQ value" in err  # the good line is still imported
+    mirrored = synth.write_video(tmp_path / "mirrored.mp4", synth.hflip(frames), fps=10, codec="libx264", crf=23)
+    for video in (clips["alpha"], mirrored):
+        code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", video)
+        pdq = [m for m in json.loads(out)["matches"] if m["signal_type"] == "pdq"]
+        assert [m["reference"] for m in pdq] == ["still-3s"], video
+        assert pdq[0]["distance"] <= 31 and 2.0 <= pdq[0]["query_time"] <= 4.0
+    code, out, _ = cli(capsys, "match", "--bank", fake_bank, "--json", clips["beta"])
+    assert not [m for m in json.loads(out)["matches"] if m["signal_type"] == "pdq"]
+    q = tmp_path / "q.txt"
+    q.write_text(f"{still_hex}\n")
+    code, out, _ = cli(capsys, "lookup", "--bank", fake_bank, "--json", "--signal-type", "pdq", q)
+    m = json.loads(out)["matches"]
+    assert code == 0 and [(x["reference"], x["distance"]) for x in m] == [("still-3s", 0)]
+    code, out, _ = cli(capsys, "export", "--bank", fake_bank, "--signal-type", "pdq")
+    assert out.splitlines() == [f"pdq {still_hex} still-3s"]

@@ -68,6 +68,10 @@ _HASHES_TABLE = """CREATE TABLE IF NOT EXISTS hashes (
     frame_number INTEGER NOT NULL DEFAULT 0
 )"""
 EXACT_SIGNAL_TYPES = ("md5", "sha1")
+#: Image PDQ hashes (from shared lists): a video matches when one of its frames is within 31 bits.
+PDQ = "pdq"
+#: Signal types of one-line-per-hash lists (`vmatch import` / `export`).
+LIST_SIGNAL_TYPES = (*EXACT_SIGNAL_TYPES, PDQ)
 #: vPDQ rows: one per sampled frame (value = PDQ hex, with quality, timestamp, frame number).
 VPDQ = "vpdq"
 
@@ -205,6 +209,7 @@ class _Snapshot:
         self.index = index
         self.ref_pos = {r: i for i, r in enumerate(ref_ids)}
         self.vpdq: _VPDQTable | None = None
+        self.pdq = None  # (ref id per row, FAISS binary index) of image PDQ hashes, if any
 
 
 class Bank:
@@ -650,6 +655,27 @@ class Bank:
         out.sort(key=lambda x: (-x[1].query_match_percent, x[0]))
         return out
 
+    def match_pdq(self, frames: list, *, radius: int = 31, min_quality: int = 50) -> list[tuple[str, int, float]]:
+        """References holding an image PDQ within ``radius`` bits of one of the query's frames
+        (:class:`~vmatch.signals.vpdq.VPDQFrame`, quality >= ``min_quality``), by a FAISS binary
+        range search. Returns ``[(ref_id, best distance, query time of that frame)]``, closest first."""
+        from vmatch.signals.vpdq import pack_frames, range_search_hamming
+
+        table = self.snapshot().pdq
+        good = [f for f in frames if f.quality >= min_quality]
+        if table is None or not good:
+            return []
+        ref_of_row, index = table
+        hits = range_search_hamming(index, pack_frames(good), radius=radius)
+        best: dict[str, tuple[int, float]] = {}
+        for qi in range(len(good)):
+            for row, dist in zip(hits.ids[hits.lims[qi] : hits.lims[qi + 1]],
+                                 hits.distances[hits.lims[qi] : hits.lims[qi + 1]]):
+                ref = ref_of_row[int(row)]
+                if ref not in best or int(dist) < best[ref][0]:
+                    best[ref] = (int(dist), float(good[qi].timestamp))
+        return sorted(((r, d, t) for r, (d, t) in best.items()), key=lambda x: (x[1], x[0]))
+
     @_reads
     def lookup_hash(self, signal_type: str, value: str) -> list[str]:
         """Ids of the references that carry this exact hash (e.g. ``("md5", "d41d8c...")``)."""
@@ -843,8 +869,18 @@ class Bank:
                 " JOIN refs r ON r.pk = h.ref_pk WHERE h.signal_type = ? ORDER BY r.ref_id, h.rowid",
                 (VPDQ,),
             ).fetchall()
+            pdq_rows = conn.execute(
+                "SELECT r.ref_id, h.value FROM hashes h JOIN refs r ON r.pk = h.ref_pk"
+                " WHERE h.signal_type = ? ORDER BY h.rowid",
+                (PDQ,),
+            ).fetchall()
         snap = _Snapshot(gen, dim, ref_ids, first, nfr, tss, dur, index)
         snap.vpdq = _VPDQTable.build(vp)
+        if pdq_rows:
+            from vmatch.signals.vpdq import build_binary_index
+
+            packed = np.frombuffer(b"".join(bytes.fromhex(h) for _, h in pdq_rows), np.uint8).reshape(-1, 32)
+            snap.pdq = ([r for r, _ in pdq_rows], build_binary_index(packed))
         return snap
 
     def save_index(self) -> Path | None:
@@ -934,15 +970,26 @@ class Bank:
 
 
 def _check_hashes(hashes: dict[str, str]) -> list[tuple[str, str]]:
-    """Validated ``(signal_type, canonical value)`` pairs of exact hashes."""
+    """Validated ``(signal_type, canonical value)`` pairs of list hashes (md5, sha1, pdq)."""
     from vmatch.signals.exact import normalize_hex_digest
 
     out = []
     for t, v in hashes.items():
-        if t not in EXACT_SIGNAL_TYPES:
-            raise UsageError(f"unsupported hash signal type {t!r}; use one of {', '.join(EXACT_SIGNAL_TYPES)}")
-        out.append((t, normalize_hex_digest(v, t)))
+        if t == PDQ:
+            out.append((t, normalize_pdq(v)))
+        elif t in EXACT_SIGNAL_TYPES:
+            out.append((t, normalize_hex_digest(v, t)))
+        else:
+            raise UsageError(f"unsupported hash signal type {t!r}; use one of {', '.join(LIST_SIGNAL_TYPES)}")
     return out
+
+
+def normalize_pdq(value) -> str:
+    """A PDQ hash as 64 lower-case hex digits (ThreatExchange form), else UsageError naming it."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise UsageError(f"invalid PDQ value {value!r:.100}: expected exactly 64 hex digits (0-9, a-f)")
+    return text
 
 
 def _use_blas_for_small_batches() -> None:

@@ -104,7 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     plk.add_argument(
         "--signal-type",
         default="cnn",
-        choices=["cnn", "vpdq", "md5", "sha1"],
+        choices=["cnn", "vpdq", "pdq", "md5", "sha1"],
         help="cnn: .vmsig files from `vmatch hash`; vpdq: vPDQ hash files (vpdq / python-threatexchange "
         "formats); md5/sha1: text files of hash values, one per line (`<value>` or `<signal_type> <value>`)",
     )
@@ -120,12 +120,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "layout plus the id), or `<value> <id>` with --signal-type. Blank lines and # comments are skipped.",
     )
     pim.add_argument("file", metavar="FILE")
-    pim.add_argument("--signal-type", default=None, choices=["md5", "sha1", "vpdq"],
+    pim.add_argument("--signal-type", default=None, choices=["md5", "sha1", "pdq", "vpdq"],
                      help="vpdq: FILE is one video's vPDQ hash file; its id is --id or the file name")
     pim.add_argument("--id", dest="ref_id", default=None, help="reference id of a vPDQ file")
 
     pex = sub.add_parser("export", parents=[common], help="export a bank's hashes (`<signal_type> <value> <id>` lines)")
-    pex.add_argument("--signal-type", default=None, choices=["md5", "sha1", "vpdq"])
+    pex.add_argument("--signal-type", default=None, choices=["md5", "sha1", "pdq", "vpdq"])
     pex.add_argument("--out", default=None, metavar="DIR", help="with --signal-type vpdq: write DIR/<id>.vpdq.txt")
 
     pr = sub.add_parser("remove", parents=[common], help="remove references by id")
@@ -352,7 +352,7 @@ def _read_hash_lines(
     """``(signal_type, canonical value, id)`` of the good lines of a hash list, and one message
     ``FILE:LINE: reason`` per malformed line (wrong length, non-hex, unknown signal type, bad id),
     which is skipped. An unreadable file is a UsageError."""
-    from vmatch.bank import validate_ref_id
+    from vmatch.bank import normalize_pdq, validate_ref_id
     from vmatch.signals.exact import normalize_hex_digest
 
     try:
@@ -366,18 +366,18 @@ def _read_hash_lines(
             continue
         parts = line.split(None, 2)
         try:
-            if parts[0] in ("md5", "sha1"):
+            if parts[0] in ("md5", "sha1", "pdq"):
                 t, rest = parts[0], parts[1:]
             elif default_type is not None:
                 t, rest = default_type, parts
             else:
-                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with md5 or sha1 (or pass --signal-type)")
+                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with md5, sha1 or pdq (or pass --signal-type)")
             if default_type is not None and t != default_type:
                 raise UsageError(f"signal type {t} in a --signal-type {default_type} list")
             if not rest or (with_id and len(rest) < 2):
                 raise UsageError(f"expected `<signal_type> <value>{' <id>' if with_id else ''}`")
             rid = validate_ref_id(rest[1].strip()) if with_id else ""
-            out.append((t, normalize_hex_digest(rest[0], t), rid))
+            out.append((t, normalize_pdq(rest[0]) if t == "pdq" else normalize_hex_digest(rest[0], t), rid))
         except UsageError as e:
             problems.append(f"{path}:{n}: {e}; line skipped")
     return out, problems
@@ -482,6 +482,16 @@ def cmd_lookup(args) -> int:
             try:
                 if args.signal_type in ("md5", "sha1"):
                     report = _lookup_hashes(bank, path, args.signal_type, threshold)
+                elif args.signal_type == "pdq":
+                    from vmatch.pipeline import with_pdq_matches
+                    from vmatch.signals.vpdq import VPDQFrame
+
+                    rows, problems = _read_hash_lines(path, "pdq", with_id=False)
+                    if problems:
+                        raise UsageError("; ".join(problems))
+                    frames = [VPDQFrame(frame_number=i, hex=v, quality=100, timestamp=0.0)
+                              for i, (_, v, _) in enumerate(rows)]
+                    report = with_pdq_matches(bank, MatchReport(query=path, duration=0.0, threshold=threshold), frames)
                 elif args.signal_type == "vpdq":
                     from vmatch.pipeline import with_vpdq_matches
 

@@ -278,12 +278,30 @@ def match_query(
         return report
     if bank.has_hashes():
         report = _with_exact_matches(bank, report, Path(item), q.duration)
-    if bank.has_hashes(("vpdq",)):
+    has_vpdq, has_pdq = bank.has_hashes(("vpdq",)), bank.has_hashes(("pdq",))
+    if has_vpdq or has_pdq:
         from vmatch.signals.vpdq import hash_video_dihedral
 
         variants = hash_video_dihedral(item, device=getattr(embedder, "device", "cpu"))
-        report = with_vpdq_matches(bank, report, *variants)
+        if has_vpdq:
+            report = with_vpdq_matches(bank, report, *variants)
+        if has_pdq:
+            report = with_pdq_matches(bank, report, [f for v in variants for f in v])
     return report
+
+
+def with_pdq_matches(bank, report: MatchReport, frames: list) -> MatchReport:
+    """Add the references holding an image PDQ within 31 bits of one of the query's frames (any
+    dihedral variant); score = 1 - distance / 256; ``details``: distance and the frame's time."""
+    found = [
+        Match(reference=ref, score=1.0 - dist / 256.0, segments=(), signal_type="pdq",
+              details={"distance": dist, "query_time": t})
+        for ref, dist, t in bank.match_pdq(frames)
+    ]
+    if not found:
+        return report
+    matches = sorted([*found, *report.matches], key=lambda m: (-m.score, m.reference, m.signal_type))
+    return dataclasses.replace(report, matches=tuple(matches))
 
 
 def with_vpdq_matches(bank, report: MatchReport, *query_variants: list) -> MatchReport:
