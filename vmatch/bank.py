@@ -440,26 +440,19 @@ class Bank:
             ref_id: the reference id; default: the embedding's ``video_id`` / the file name
                 without extension. An existing reference with this id is replaced atomically.
             fps: sampling rate for a video file.
-            source_name: a note of where it came from (file name); the media itself is never stored.
+            source_name: a note of where it came from (for an embedding; a file's own name is used
+                for a path); the media itself is never stored. A path also stores the file's
+                MD5 and SHA-1.
 
         Returns:
             The stored :class:`ReferenceInfo`.
         """
-        hashes = None
-        if isinstance(item, VideoEmbedding):
-            emb = item
-        else:
-            import dataclasses
+        if not isinstance(item, VideoEmbedding):
+            from vmatch.pipeline import add_video
 
-            from vmatch.pipeline import embed_video
-            from vmatch.signals.exact import file_hashes
-
-            emb = embed_video(item, self.embedder(), fps=fps, video_id=ref_id, hash_file=False)
-            digests = file_hashes(item)
-            emb = dataclasses.replace(emb, sha256=digests["sha256"])
-            hashes = {"md5": digests["md5"], "sha1": digests["sha1"]}
-            source_name = source_name or Path(item).name
-        return self.add_embedding(emb, ref_id=ref_id, source_name=source_name, extra=extra, hashes=hashes)
+            emb = add_video(self, Path(item), self.embedder(), fps=fps, ref_id=ref_id)
+            return self.get(emb.video_id)
+        return self.add_embedding(item, ref_id=ref_id, source_name=source_name, extra=extra)
 
     def add_embedding(
         self,
@@ -556,27 +549,34 @@ class Bank:
             conn = self._conn
             try:
                 with _txn(conn, immediate=True):
-                    next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
-                    empty_f = np.zeros((0, self.spec.dim), "<f4").tobytes()
                     for rid, t, v in checked:
-                        row = conn.execute("SELECT pk FROM refs WHERE ref_id=?", (rid,)).fetchone()
-                        if row is None:
-                            conn.execute(
-                                "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
-                                " first_fid, timestamps, features, extra) VALUES (?,0,0,'','',?,?,?,?,?)",
-                                (rid, _now(), next_fid, b"", empty_f, json.dumps({"hash_only": True})),
-                            )
-                            row = conn.execute("SELECT last_insert_rowid()").fetchone()
+                        pk = self._ref_pk_for_hashes(rid, duration=0.0)
                         if conn.execute(
-                            "SELECT 1 FROM hashes WHERE ref_pk=? AND signal_type=? AND value=?", (row[0], t, v)
+                            "SELECT 1 FROM hashes WHERE ref_pk=? AND signal_type=? AND value=?", (pk, t, v)
                         ).fetchone() is None:
-                            conn.execute("INSERT INTO hashes (ref_pk, signal_type, value) VALUES (?,?,?)", (row[0], t, v))
+                            conn.execute("INSERT INTO hashes (ref_pk, signal_type, value) VALUES (?,?,?)", (pk, t, v))
                             added += 1
                     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             except sqlite3.Error as e:
                 raise _db_write_error(self.path, f"{len(items)} imported hashes", e) from e
             self._snapshot = None
         return added
+
+    def _ref_pk_for_hashes(self, rid: str, *, duration: float) -> int:
+        """Row of reference ``rid``, created as a hash-only reference (no frames) if it does not
+        exist. Call inside the writer's transaction."""
+        conn = self._conn
+        row = conn.execute("SELECT pk FROM refs WHERE ref_id=?", (rid,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
+        conn.execute(
+            "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
+            " first_fid, timestamps, features, extra) VALUES (?,?,0,'','',?,?,?,?,?)",
+            (rid, duration, _now(), next_fid, b"", np.zeros((0, self.spec.dim), "<f4").tobytes(),
+             json.dumps({"hash_only": True})),
+        )
+        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     def add_vpdq(self, ref_id: str, frames: list) -> int:
         """Import a vPDQ hash (list of :class:`~vmatch.signals.vpdq.VPDQFrame`) for ``ref_id``,
@@ -589,21 +589,12 @@ class Bank:
             conn = self._conn
             try:
                 with _txn(conn, immediate=True):
-                    row = conn.execute("SELECT pk FROM refs WHERE ref_id=?", (rid,)).fetchone()
-                    if row is None:
-                        next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
-                        conn.execute(
-                            "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
-                            " first_fid, timestamps, features, extra) VALUES (?,?,0,'','',?,?,?,?,?)",
-                            (rid, float(max(f.timestamp for f in frames)), _now(), next_fid, b"",
-                             np.zeros((0, self.spec.dim), "<f4").tobytes(), json.dumps({"hash_only": True})),
-                        )
-                        row = conn.execute("SELECT last_insert_rowid()").fetchone()
-                    conn.execute("DELETE FROM hashes WHERE ref_pk=? AND signal_type=?", (row[0], VPDQ))
+                    pk = self._ref_pk_for_hashes(rid, duration=float(max(f.timestamp for f in frames)))
+                    conn.execute("DELETE FROM hashes WHERE ref_pk=? AND signal_type=?", (pk, VPDQ))
                     conn.executemany(
                         "INSERT INTO hashes (ref_pk, signal_type, value, quality, timestamp, frame_number)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        [(row[0], VPDQ, f.hex, f.quality, f.timestamp, f.frame_number) for f in frames],
+                        [(pk, VPDQ, f.hex, f.quality, f.timestamp, f.frame_number) for f in frames],
                     )
                     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             except sqlite3.Error as e:

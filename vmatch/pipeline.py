@@ -387,8 +387,6 @@ def index_videos(
     others still go through. ``ref_id`` may only be given with exactly one path. Every reference
     also gets its MD5 and SHA-1; with ``vpdq=True`` its vPDQ hash too (a second, full-size decode).
     """
-    from vmatch.signals.exact import file_hashes
-
     paths = [Path(p) for p in paths]
     if ref_id is not None and len(paths) != 1:
         raise UsageError("--id can only be used with exactly one video file")
@@ -399,25 +397,7 @@ def index_videos(
     try:
         for p in paths:
             try:
-                emb = embed_video(p, embedder, fps=fps, video_id=ref_id, progress=progress, hash_file=False)
-                if len(emb) == 0:
-                    raise DecodeError(
-                        str(p), f"all {emb.n_blank} sampled frames are blank (solid colour); nothing to index"
-                    )
-                digests = file_hashes(p)  # MD5 and SHA-1 are stored as signals, SHA-256 as content id
-                emb = dataclasses.replace(emb, sha256=digests["sha256"])
-                vp = None
-                if vpdq:
-                    from vmatch.signals.vpdq import hash_video
-
-                    vp = hash_video(p, device=getattr(embedder, "device", "cpu"))
-                bank.add_embedding(
-                    emb,
-                    source_name=p.name,
-                    extra={"fps": fps, "n_blank": emb.n_blank},
-                    hashes={"md5": digests["md5"], "sha1": digests["sha1"]},
-                    vpdq=vp,
-                )
+                emb = add_video(bank, p, embedder, fps=fps, ref_id=ref_id, vpdq=vpdq, progress=progress)
             except VmatchError as e:
                 summary.failed.append((str(p), str(e)))
                 if on_error is not None:
@@ -436,3 +416,43 @@ def index_videos(
     finally:
         summary.elapsed = time.monotonic() - t0
     return summary
+
+
+def add_video(
+    bank,
+    path: Path,
+    embedder,
+    *,
+    fps: float = 1.0,
+    ref_id: str | None = None,
+    vpdq: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> VideoEmbedding:
+    """Embed one video file and store it in ``bank`` (one transaction) with its MD5 and SHA-1
+    (and vPDQ when asked); its SHA-256 is the reference's content id. Returns the embedding.
+
+    Raises:
+        DecodeError: unreadable, or every sampled frame is blank (nothing to index).
+    """
+    from vmatch.signals.exact import file_hashes
+
+    emb = embed_video(path, embedder, fps=fps, video_id=ref_id, progress=progress, hash_file=False)
+    if len(emb) == 0:
+        raise DecodeError(str(path), f"all {emb.n_blank} sampled frames are blank (solid colour); nothing to index")
+    digests = file_hashes(path)
+    emb = dataclasses.replace(emb, sha256=digests["sha256"])
+    vp = None
+    if vpdq:
+        from vmatch.signals.vpdq import hash_video
+
+        vp = hash_video(path, device=getattr(embedder, "device", "cpu"))
+    bank.add_embedding(
+        emb,
+        source_name=Path(path).name,
+        extra={"fps": fps, "n_blank": emb.n_blank},
+        hashes={"md5": digests["md5"], "sha1": digests["sha1"]},
+        vpdq=vp,
+    )
+    return emb
+
+
