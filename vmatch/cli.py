@@ -73,6 +73,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument(
         "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
     )
+    pi.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run on a Ray cluster: decode on CPU tasks, embed on actors (GPU when the cluster has GPUs). ADDRESS: HOST:PORT or ray://HOST:PORT of an existing cluster, 'auto' (an existing cluster), 'local' (a new local one); without ADDRESS: $RAY_ADDRESS or the cluster `ray start` started on this machine, else a new local one. Needs `pip install 'vmatch[ray]'`")
+    pi.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                    help="with --ray: embedding actors (default: one per GPU, else one per 2 CPUs)")
 
     pm = sub.add_parser("match", parents=[common, embed_opts], help="match query videos against a bank")
     pm.add_argument("paths", nargs="+", metavar="PATH")
@@ -83,6 +86,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pm.add_argument(
         "--threshold", type=float, default=None, help="decision threshold (default: the model's calibration)"
     )
+    pm.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="match on a Ray cluster (queries decoded and embedded on the cluster; same output); see index --ray")
+    pm.add_argument("--ray-actors", type=int, default=None, metavar="N", help="with --ray: embedding actors")
 
     ph = sub.add_parser(
         "hash",
@@ -152,6 +158,20 @@ def _open_bank(args, *, create: bool, model=None):
     return bank
 
 
+def _ray_engine(bank, args):
+    """The Ray engine for ``--ray`` (imports Ray; only called when the flag is given)."""
+    from vmatch.distributed import RayEngine, RayOptions
+
+    opts = RayOptions(
+        address=args.ray or None,
+        num_actors=args.ray_actors,
+        device=args.device,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    return RayEngine(bank.spec, opts)
+
+
 def _prepare_embedder(bank, args) -> None:
     from vmatch.embed import make_embedder, tune_cpu_allocator
 
@@ -202,7 +222,8 @@ def cmd_index(args) -> int:
         return EXIT_PARTIAL
     bank = _open_bank(args, create=True, model=args.model)
     try:
-        _prepare_embedder(bank, args)
+        if args.ray is None:
+            _prepare_embedder(bank, args)
         total = 0.0
         for f in files:  # cheap header reads, for the progress bar only
             try:
@@ -210,15 +231,18 @@ def cmd_index(args) -> int:
             except VmatchError:
                 pass
         bar = _Progress(total, "indexing")
-        summary = index_videos(
-            bank,
-            files,
-            fps=args.fps,
-            ref_id=args.ref_id,
-            on_error=lambda p, m: bar.write(f"vmatch: error: {m}"),
-            progress=bar,
-            vpdq=args.vpdq,
-        )
+        on_error = lambda p, m: bar.write(f"vmatch: error: {m}")  # noqa: E731
+        if args.ray is None:
+            summary = index_videos(
+                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq
+            )
+        else:
+            with _ray_engine(bank, args) as engine:
+                summary = engine.index(
+                    bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq
+                )
+            if summary.skipped:
+                bar.write(f"skipped {len(summary.skipped)} file(s) whose content is already in the bank")
         bar.close()
     finally:
         bank.close()
@@ -281,7 +305,8 @@ def cmd_match(args) -> int:
     bank = _open_bank(args, create=False)
     failed = 0
     try:
-        _prepare_embedder(bank, args)
+        if args.ray is None:
+            _prepare_embedder(bank, args)
         params = MatchParams(threshold=args.threshold)
         from vmatch.pipeline import calibration_for
 
@@ -292,6 +317,8 @@ def cmd_match(args) -> int:
             reports.append((path, reason))
         for f in files:
             reports.append((str(f), None))
+        if args.ray is not None:
+            return _match_on_ray(bank, args, reports, params, threshold)
         for path, problem in reports:
             if problem is None:
                 try:
@@ -305,6 +332,24 @@ def cmd_match(args) -> int:
             failed += _emit(report, as_json=args.json)
     finally:
         bank.close()
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _match_on_ray(bank, args, inputs: list, params, threshold: float) -> int:
+    """``match --ray``: the readable files are decoded and embedded on the cluster; reports are
+    printed in input order, exactly as without ``--ray``."""
+    from vmatch.types import MatchReport
+
+    files = [p for p, problem in inputs if problem is None]
+    failed = 0
+    with _ray_engine(bank, args) as engine:
+        results = engine.match(bank, files, fps=args.fps, params=params, min_score=args.min_score)
+        for path, problem in inputs:
+            if problem is None:
+                report = next(results)
+            else:
+                report = MatchReport(query=path, duration=0.0, threshold=threshold, error=f"{path}: {problem}")
+            failed += _emit(report, as_json=args.json)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
