@@ -248,3 +248,22 @@ def test_without_ray_flag_ray_is_never_imported(ref_videos, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path):
+    """`index --ray` into a new 3-shard bank: each reference in its shard, once; the sharded
+    bank holds what a single local bank holds."""
+    from vmatch.shards import ShardedBank, shard_of
+
+    cluster, _ = ray_cluster
+    files = sorted(ref_videos.values())
+    local = _local_bank(tmp_path / "local", files, FakeEmbedder())
+    ShardedBank.open(tmp_path / "sh", create=True, n_shards=3, model=FakeEmbedder().spec).close()
+    assert main(["index", "--bank", str(tmp_path / "sh"), "--ray", cluster.address, *map(str, files)]) == 0
+    with ShardedBank.open(tmp_path / "sh") as sh, Bank.open(local) as one:
+        for i, b in enumerate(sh.shards):
+            assert all(shard_of(r.reference, 3) == i for r in b.list())
+        assert [r.reference for r in sh.list()] == [r.reference for r in one.list()]
+        for r in one.list():
+            np.testing.assert_allclose(sh.reference_embedding(r.reference).features,
+                                       one.reference_embedding(r.reference).features, atol=1e-5)

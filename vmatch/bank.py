@@ -762,6 +762,25 @@ class Bank:
         )
 
     @_reads
+    def frame_table(self) -> tuple[int, list[str], np.ndarray, np.ndarray, list[np.ndarray]]:
+        """The frame layout of one generation without loading any vector: ``(generation,
+        ref_ids, first frame ids, frame counts, timestamps per reference)``, references with
+        frames only, ordered by first frame id (as in the FAISS index). For searching with an
+        index other than the bank's own (:mod:`vmatch.shards`)."""
+        with self._lock, _txn(self._conn):
+            gen = int(self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            rows = self._conn.execute(
+                "SELECT ref_id, first_fid, n_frames, timestamps FROM refs WHERE n_frames > 0 ORDER BY first_fid"
+            ).fetchall()
+        return (
+            gen,
+            [r[0] for r in rows],
+            np.array([r[1] for r in rows], dtype=np.int64),
+            np.array([r[2] for r in rows], dtype=np.int64),
+            [np.frombuffer(r[3], dtype="<f8").astype(np.float64) for r in rows],
+        )
+
+    @_reads
     def info(self) -> dict:
         """Summary of the bank: counts, model, generation, sizes on disk."""
         snap = self.snapshot()

@@ -73,6 +73,11 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument(
         "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
     )
+    pi.add_argument("--shards", type=int, default=None, metavar="N",
+                    help="create the bank as N shards (split by reference id), searched together")
+    pi.add_argument("--shard", type=int, default=None, metavar="I",
+                    help="sharded bank: index only the files whose reference belongs to shard I "
+                    "(to build the shards independently, e.g. one process or machine each)")
     pi.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run on a Ray cluster: decode on CPU tasks, embed on actors (GPU when the cluster has GPUs). ADDRESS: HOST:PORT or ray://HOST:PORT of an existing cluster, 'auto' (an existing cluster), 'local' (a new local one); without ADDRESS: $RAY_ADDRESS or the cluster `ray start` started on this machine, else a new local one. Needs `pip install 'vmatch[ray]'`")
     pi.add_argument("--ray-actors", type=int, default=None, metavar="N",
                     help="with --ray: embedding actors (default: one per GPU, else one per 2 CPUs)")
@@ -143,6 +148,20 @@ def _build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("list", parents=[common], help="list the references of a bank")
     pl.add_argument("--json", action="store_true")
 
+    psh = sub.add_parser("shard", help="sharded banks: split a bank into shards, build compressed indexes")
+    shsub = psh.add_subparsers(dest="shard_command", metavar="ACTION")
+    shsub.required = True
+    pss = shsub.add_parser("split", parents=[common], help="copy a bank's references into N shards at --out")
+    pss.add_argument("--out", required=True, metavar="DIR", help="the new sharded bank")
+    pss.add_argument("--shards", type=int, required=True, metavar="N")
+    psa = shsub.add_parser(
+        "ann", parents=[common],
+        help="build each shard's compressed index (chosen by its size) and print its measured recall",
+    )
+    psa.add_argument("--type", dest="index_type", default="auto", choices=["auto", "flat", "ivf", "ivfpq", "opqivfpq"],
+                     help="auto: Flat < 2e5 frames <= IVF-Flat < 2e6 <= IVF-PQ < 2e7 <= OPQ+IVF-PQ")
+    psa.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default nlist/16, >= 16)")
+
     pd = sub.add_parser(
         "demo", parents=[embed_opts], help="generate a few videos, index them, match an edited copy"
     )
@@ -152,10 +171,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _open_bank(args, *, create: bool, model=None):
+    """The bank at ``--bank``: a :class:`~vmatch.shards.ShardedBank` when the directory holds one
+    (or ``index --shards N`` creates one), else a :class:`~vmatch.bank.Bank`."""
     from vmatch.bank import Bank
+    from vmatch.shards import ShardedBank, is_sharded
 
-    bank = Bank.open(args.bank, create=create, model=model, device=getattr(args, "device", "auto"))
-    return bank
+    device = getattr(args, "device", "auto")
+    n_shards = getattr(args, "shards", None)
+    if is_sharded(args.bank) or (create and n_shards is not None):
+        return ShardedBank.open(args.bank, create=create, n_shards=n_shards, model=model, device=device)
+    return Bank.open(args.bank, create=create, model=model, device=device)
 
 
 def _ray_engine(bank, args):
@@ -222,6 +247,14 @@ def cmd_index(args) -> int:
         return EXIT_PARTIAL
     bank = _open_bank(args, create=True, model=args.model)
     try:
+        if args.shard is not None:
+            if not hasattr(bank, "n_shards"):
+                raise UsageError(f"--shard: {args.bank} is not a sharded bank (create one with --shards N)")
+            if not 0 <= args.shard < bank.n_shards:
+                raise UsageError(f"--shard must be within 0..{bank.n_shards - 1}, got {args.shard}")
+            from vmatch.shards import shard_of
+
+            files = [f for f in files if shard_of(args.ref_id or f.stem, bank.n_shards) == args.shard]
         if args.ray is None:
             _prepare_embedder(bank, args)
         total = 0.0
@@ -573,6 +606,25 @@ def cmd_remove(args) -> int:
     return EXIT_PARTIAL if missing else EXIT_OK
 
 
+def cmd_shard(args) -> int:
+    from vmatch.bank import Bank
+    from vmatch.shards import ShardedBank, split_bank
+
+    if args.shard_command == "split":
+        with Bank.open(args.bank) as src:
+            out = split_bank(src, args.out, args.shards)
+            try:
+                n = [len(b.list()) for b in out.shards]
+            finally:
+                out.close()
+        print(f"split {sum(n)} reference(s) of {args.bank} into {len(n)} shards at {args.out}: {n}", file=sys.stderr)
+        return EXIT_OK
+    with ShardedBank.open(args.bank) as bank:
+        for rec in bank.build_ann(args.index_type, nprobe=args.nprobe):
+            print(json.dumps(rec, sort_keys=True), flush=True)
+    return EXIT_OK
+
+
 def cmd_info(args) -> int:
     bank = _open_bank(args, create=False)
     try:
@@ -581,6 +633,15 @@ def cmd_info(args) -> int:
         bank.close()
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
+    elif info.get("sharded"):
+        print(f"bank:        {info['path']} ({info['shards']} shards)")
+        print(f"model:       {info['model_id']}")
+        print(f"references:  {info['references']}")
+        print(f"frames:      {info['frames']}")
+        print(f"video:       {info['seconds']:.1f} s")
+        print(f"on disk:     {info['bytes_on_disk'] / 1e6:.2f} MB")
+        for sh in info["shard_list"]:
+            print(f"  {sh['path']}: {sh['references']} references, {sh['frames']} frames, index {sh['index']}")
     else:
         print(f"bank:        {info['path']}")
         print(f"model:       {info['model_id']}")
@@ -625,6 +686,7 @@ COMMANDS = {
     "lookup": cmd_lookup,
     "import": cmd_import,
     "export": cmd_export,
+    "shard": cmd_shard,
 }
 
 

@@ -1,0 +1,529 @@
+"""Sharded banks: N ordinary banks, split by reference, built independently, searched together.
+
+Where it sits: embed -> **bank** -> search -> align, for reference sets too large for one bank.
+
+Layout::
+
+    DIR/shards.json        {"format": "vmatch-shards", "version": 1, "shards": N, "model_id": ...}
+    DIR/shard-000/ ...     an ordinary bank (bank.sqlite, index.<G>.faiss), one per shard
+    DIR/shard-000/ann.faiss + ann.json   optional compressed index of that shard (vmatch.ann)
+
+A reference lives in shard ``sha1(ref_id) mod N`` (:func:`shard_of`), so any process can route
+it without asking the others; each shard is a bank with its own writer lock, so N processes (or
+machines sharing the directory) can build the N shards at the same time
+(``vmatch index --bank DIR --shard I``).
+
+Searching: every shard answers the k-NN search of the query frames; the per-shard lists are
+merged into the global top k, which is what one bank holding every reference returns (up to
+ties), and alignment reads each candidate's exact stored vectors. So :func:`match` over a
+sharded bank gives the same report as over a single bank (tested). A shard with a compressed
+index (:mod:`vmatch.ann`, built by ``vmatch shard ann``) is searched with it and keeps its exact
+vectors in SQLite (read for the candidates only), so its memory is the compressed codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vmatch.bank import Bank, FrameHits, _use_blas_for_small_batches
+from vmatch.errors import BankError, BankNotFoundError, UsageError
+from vmatch.types import ReferenceInfo, VideoEmbedding
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "shards.json"
+FORMAT = "vmatch-shards"
+VERSION = 1
+ANN_INDEX = "ann.faiss"
+ANN_META = "ann.json"
+
+
+def is_sharded(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a sharded bank (its ``shards.json``)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def shard_of(ref_id: str, n_shards: int) -> int:
+    """The shard of reference ``ref_id`` among ``n_shards`` (stable across processes)."""
+    return int.from_bytes(hashlib.sha1(ref_id.encode("utf-8")).digest()[:8], "big") % n_shards
+
+
+def shard_dir(path: str | os.PathLike, i: int) -> Path:
+    return Path(path) / f"shard-{i:03d}"
+
+
+# ---------------------------------------------------------------------- per-shard search views
+class _FlatView:
+    """A shard searched with its bank's own exact index."""
+
+    def __init__(self, bank: Bank) -> None:
+        self.bank = bank
+        self.snap = bank.snapshot()
+        self.ref_ids = self.snap.ref_ids
+        self.timestamps = self.snap.timestamps
+        self.generation = self.snap.generation
+        self.kind = "flat"
+        self.ntotal = int(self.snap.index.ntotal)
+
+    def search(self, q: np.ndarray, k: int) -> FrameHits:
+        return self.bank.search(q, k, snapshot=self.snap)
+
+    def vectors(self, pos: int) -> np.ndarray:
+        return self.bank.reference_vectors(pos, snapshot=self.snap)
+
+
+class _AnnView:
+    """A shard searched with its compressed index; exact vectors read from its SQLite file."""
+
+    def __init__(self, bank: Bank, index, kind: str) -> None:
+        self.bank = bank
+        self.generation, self.ref_ids, self.first_fids, self.n_frames, self.timestamps = bank.frame_table()
+        self.index = index
+        self.kind = kind
+        self.ntotal = int(index.ntotal)
+
+    def search(self, q: np.ndarray, k: int) -> FrameHits:
+        nq = q.shape[0]
+        if self.index.ntotal == 0 or nq == 0:
+            z = np.zeros((nq, 0), np.int64)
+            return FrameHits(z, z, np.zeros((nq, 0), np.float32))
+        _use_blas_for_small_batches()
+        sim, ids = self.index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, self.index.ntotal))
+        valid = ids >= 0
+        ref_idx = np.searchsorted(self.first_fids, np.where(valid, ids, 0), side="right") - 1
+        frame_idx = np.where(valid, ids - self.first_fids[np.maximum(ref_idx, 0)], -1)
+        return FrameHits(np.where(valid, ref_idx, -1), frame_idx, sim)
+
+    def vectors(self, pos: int) -> np.ndarray:
+        return self.bank.reference_embedding(self.ref_ids[pos]).features
+
+
+@dataclass
+class ShardedSnapshot:
+    """One view per shard, with the references of all shards numbered one after the other."""
+
+    views: list
+    offsets: np.ndarray  # position of each shard's first reference in ref_ids
+    ref_ids: list[str]
+    timestamps: list[np.ndarray]
+
+    @property
+    def generation(self) -> tuple[int, ...]:
+        return tuple(v.generation for v in self.views)
+
+
+# ---------------------------------------------------------------------- the sharded bank
+class ShardedBank:
+    """N banks used as one: adds are routed by reference id, searches merged.
+
+    It offers what indexing and matching use of a :class:`~vmatch.bank.Bank` (``add``,
+    ``add_embedding``, ``match``, ``find_by_sha256``, ``list``, ``remove``, hash signals ...), so
+    ``index_videos``, ``match_query``, the Ray engine and the CLI take either.
+
+    Example:
+        >>> with ShardedBank.open("big", create=True, n_shards=4) as bank:   # doctest: +SKIP
+        ...     bank.add("refs/a.mp4")
+        ...     report = bank.match("upload.mp4")
+    """
+
+    def __init__(self, path: Path, shards: list[Bank], manifest: dict, *, device: str) -> None:
+        self.path = path
+        self.shards = shards
+        self.manifest = manifest
+        self._device = device
+        self._embedder = None
+        self._views: dict[int, object] = {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        create: bool = False,
+        n_shards: int | None = None,
+        model=None,
+        device: str = "auto",
+    ) -> "ShardedBank":
+        """Open the sharded bank at ``path``; with ``create`` and ``n_shards``, make it if absent.
+
+        Raises:
+            BankNotFoundError: no sharded bank there and not asked to create one.
+            BankError: a shard is missing or damaged, or ``n_shards`` differs from the manifest.
+            ModelMismatchError: ``model`` is not the bank's model.
+        """
+        from vmatch.models import get_model_spec
+
+        p = Path(path)
+        if not is_sharded(p):
+            if not create or n_shards is None:
+                raise BankNotFoundError(
+                    f"{p}: no sharded bank here ({MANIFEST} missing); create one with "
+                    f"`vmatch index --bank {p} --shards N ...` or `vmatch shard split`"
+                )
+            if n_shards < 1 or n_shards > 4096:
+                raise UsageError(f"number of shards must be within 1..4096, got {n_shards}")
+            if (p / "bank.sqlite").exists():
+                raise BankError(f"{p}: holds an unsharded bank; split it with `vmatch shard split`")
+            spec = get_model_spec(model) if isinstance(model, str) or model is None else model
+            p.mkdir(parents=True, exist_ok=True)
+            for i in range(n_shards):
+                Bank.open(shard_dir(p, i), create=True, model=spec, device=device).close()
+            manifest = {"format": FORMAT, "version": VERSION, "shards": n_shards, "model_id": spec.model_id,
+                        "assign": "sha1(ref_id)[:8] big-endian mod shards"}
+            tmp = p / f".{MANIFEST}.tmp"
+            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            os.replace(tmp, p / MANIFEST)
+        try:
+            manifest = json.loads((p / MANIFEST).read_text())
+            n = int(manifest["shards"])
+            if manifest.get("format") != FORMAT or n < 1:
+                raise ValueError("not a vmatch shard manifest")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BankError(f"{p / MANIFEST}: unreadable shard manifest ({e}); restore it") from e
+        if manifest.get("version", 0) > VERSION:
+            raise BankError(f"{p / MANIFEST}: version {manifest['version']} is newer than this vmatch; upgrade")
+        if n_shards is not None and n_shards != n:
+            raise BankError(f"{p}: has {n} shards, not {n_shards}")
+        shards: list[Bank] = []
+        try:
+            for i in range(n):
+                d = shard_dir(p, i)
+                if not (d / "bank.sqlite").exists():
+                    raise BankError(f"{d}: shard {i} of {n} is missing; restore it or rebuild it")
+                shards.append(Bank.open(d, model=model, device=device))
+        except BaseException:
+            for b in shards:
+                b.close()
+            raise
+        return cls(p, shards, manifest, device=device)
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.shards)
+
+    @property
+    def spec(self):
+        return self.shards[0].spec
+
+    @property
+    def model_id(self) -> str:
+        return self.shards[0].model_id
+
+    def shard_for(self, ref_id: str) -> Bank:
+        return self.shards[shard_of(ref_id, self.n_shards)]
+
+    def close(self) -> None:
+        """Close every shard (saving the FAISS index of those this process changed)."""
+        errors = []
+        for b in self.shards:
+            try:
+                b.close()
+            except Exception as e:  # noqa: BLE001 - close the others, then report
+                errors.append(e)
+        self._views.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> "ShardedBank":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def save_index(self) -> None:
+        for b in self.shards:
+            if b._dirty:
+                b.save_index()
+
+    # ------------------------------------------------------------------ embedder
+    def embedder(self):
+        if self._embedder is None:
+            from vmatch.embed import make_embedder
+
+            self._embedder = make_embedder(self.spec, device=self._device)
+        return self._embedder
+
+    def set_embedder(self, embedder) -> None:
+        self.shards[0].set_embedder(embedder)  # checks the model
+        self._embedder = embedder
+
+    # ------------------------------------------------------------------ writes (routed by id)
+    def add(self, item, *, ref_id: str | None = None, fps: float = 1.0, source_name: str = "",
+            extra: dict | None = None) -> ReferenceInfo:
+        """As :meth:`Bank.add`, into the reference's shard."""
+        if not isinstance(item, VideoEmbedding):
+            from vmatch.pipeline import add_video
+
+            emb = add_video(self, Path(item), self.embedder(), fps=fps, ref_id=ref_id)
+            return self.get(emb.video_id)
+        return self.add_embedding(item, ref_id=ref_id, source_name=source_name, extra=extra)
+
+    def add_embedding(self, emb: VideoEmbedding, *, ref_id: str | None = None, **kwargs) -> ReferenceInfo:
+        """As :meth:`Bank.add_embedding`, into shard ``shard_of(ref_id)``."""
+        rid = ref_id if ref_id is not None else emb.video_id
+        return self.shard_for(rid).add_embedding(emb, ref_id=rid, **kwargs)
+
+    def add_hashes(self, items: list[tuple[str, str, str]]) -> int:
+        by_shard: dict[int, list] = {}
+        for it in items:
+            by_shard.setdefault(shard_of(it[0], self.n_shards), []).append(it)
+        return sum(self.shards[i].add_hashes(v) for i, v in sorted(by_shard.items()))
+
+    def add_vpdq(self, ref_id: str, frames: list) -> int:
+        return self.shard_for(ref_id).add_vpdq(ref_id, frames)
+
+    def remove(self, ref_ids) -> list[str]:
+        if isinstance(ref_ids, str):
+            ref_ids = [ref_ids]
+        removed = []
+        for b in self.shards:
+            removed += b.remove(list(ref_ids))
+        return sorted(removed, key=list(ref_ids).index)
+
+    # ------------------------------------------------------------------ reads (merged)
+    def list(self) -> list[ReferenceInfo]:
+        return sorted((r for b in self.shards for r in b.list()), key=lambda r: r.reference)
+
+    def get(self, ref_id: str) -> ReferenceInfo | None:
+        return self.shard_for(ref_id).get(ref_id) or next(
+            (r for b in self.shards if (r := b.get(ref_id)) is not None), None
+        )
+
+    def find_by_sha256(self, sha256: str) -> list[str]:
+        return sorted(r for b in self.shards for r in b.find_by_sha256(sha256))
+
+    def reference_embedding(self, ref_id: str) -> VideoEmbedding:
+        for b in [self.shard_for(ref_id), *self.shards]:
+            with contextlib.suppress(KeyError):
+                return b.reference_embedding(ref_id)
+        raise KeyError(ref_id)
+
+    def vpdq_of(self, ref_id: str) -> list:
+        return self.shard_for(ref_id).vpdq_of(ref_id)
+
+    def hashes(self, signal_type: str | None = None) -> list[tuple[str, str, str]]:
+        return sorted((h for b in self.shards for h in b.hashes(signal_type)), key=lambda h: (h[1], h[0], h[2]))
+
+    def lookup_hash(self, signal_type: str, value: str) -> list[str]:
+        return sorted(r for b in self.shards for r in b.lookup_hash(signal_type, value))
+
+    def has_hashes(self, signal_types=None) -> bool:
+        return any(b.has_hashes() if signal_types is None else b.has_hashes(signal_types) for b in self.shards)
+
+    def match_vpdq(self, query: list, **kw) -> list:
+        out = [m for b in self.shards for m in b.match_vpdq(query, **kw)]
+        return sorted(out, key=lambda x: (-x[1].query_match_percent, x[0]))
+
+    def match_pdq(self, frames: list, **kw) -> list:
+        return sorted((m for b in self.shards for m in b.match_pdq(frames, **kw)), key=lambda x: (x[1], x[0]))
+
+    def info(self) -> dict:
+        parts = [b.info() for b in self.shards]
+        snap = self.snapshot()
+        return {
+            "path": str(self.path),
+            "sharded": True,
+            "shards": self.n_shards,
+            "model_id": self.model_id,
+            "references": sum(p["references"] for p in parts),
+            "frames": sum(p["frames"] for p in parts),
+            "seconds": sum(p["seconds"] for p in parts),
+            "hash_only_references": sum(p["hash_only_references"] for p in parts),
+            "bytes_on_disk": sum(p["bytes_on_disk"] for p in parts),
+            "shard_list": [
+                {"path": p["path"], "references": p["references"], "frames": p["frames"], "index": v.kind}
+                for p, v in zip(parts, snap.views)
+            ],
+        }
+
+    # ------------------------------------------------------------------ search
+    def _view(self, i: int):
+        gen = self.shards[i].generation
+        cached = self._views.get(i)
+        if cached is not None and cached.generation == gen:
+            return cached
+        view = self._load_ann(i, gen) or _FlatView(self.shards[i])
+        self._views[i] = view
+        return view
+
+    def _load_ann(self, i: int, gen: int):
+        """The shard's compressed index when it exists and reflects generation ``gen``."""
+        d = shard_dir(self.path, i)
+        meta_path = d / ANN_META
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("%s: unreadable (%s); searching shard %d exactly", meta_path, e, i)
+            return None
+        if int(meta.get("generation", -1)) != gen:
+            log.warning("%s: compressed index is older than the shard (generation %s < %s); searching it "
+                        "exactly until `vmatch shard ann` rebuilds it", d, meta.get("generation"), gen)
+            return None
+        import faiss
+
+        from vmatch.ann import set_nprobe
+
+        try:
+            index = faiss.read_index(str(d / ANN_INDEX))
+        except Exception as e:  # noqa: BLE001 - a damaged cache: exact search instead
+            log.warning("%s: cannot read (%s); searching shard %d exactly", d / ANN_INDEX, e, i)
+            return None
+        set_nprobe(index, int(meta.get("nprobe", 0)))
+        return _AnnView(self.shards[i], index, meta.get("kind", "ann"))
+
+    def snapshot(self) -> ShardedSnapshot:
+        """One consistent view per shard (each shard's own generation)."""
+        views = [self._view(i) for i in range(self.n_shards)]
+        sizes = [len(v.ref_ids) for v in views]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        ref_ids = [r for v in views for r in v.ref_ids]
+        timestamps = [t for v in views for t in v.timestamps]
+        return ShardedSnapshot(views, offsets, ref_ids, timestamps)
+
+    def search(self, features: np.ndarray, k: int, *, snapshot: ShardedSnapshot | None = None) -> FrameHits:
+        """Global k-NN: each shard's top k, merged by similarity (ties: shard order, then rank)."""
+        snap = snapshot if snapshot is not None else self.snapshot()
+        q = np.ascontiguousarray(features, dtype=np.float32)
+        nq = q.shape[0]
+        refs, frames, sims, total = [], [], [], 0
+        for off, view in zip(snap.offsets, snap.views):
+            h = view.search(q, k)
+            if h.ref_index.shape[1] == 0:
+                continue
+            total += view.ntotal
+            refs.append(np.where(h.ref_index >= 0, h.ref_index + off, -1))
+            frames.append(h.frame_index)
+            sims.append(np.where(h.ref_index >= 0, h.similarity, -np.inf).astype(np.float32))
+        if not refs:
+            z = np.zeros((nq, 0), np.int64)
+            return FrameHits(z, z, np.zeros((nq, 0), np.float32))
+        ref_all, fr_all, sim_all = (np.concatenate(x, axis=1) for x in (refs, frames, sims))
+        kk = min(k, total)
+        order = np.argsort(-sim_all, axis=1, kind="stable")[:, :kk]
+        take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+        ref_top, fr_top, sim_top = take(ref_all), take(fr_all), take(sim_all)
+        missing = ref_top < 0
+        sim_top = np.where(missing, np.float32(-3.4028235e38), sim_top)
+        return FrameHits(ref_top, np.where(missing, -1, fr_top), sim_top)
+
+    def reference_vectors(self, ref_pos: int, *, snapshot: ShardedSnapshot | None = None) -> np.ndarray:
+        snap = snapshot if snapshot is not None else self.snapshot()
+        i = int(np.searchsorted(snap.offsets, ref_pos, side="right") - 1)
+        return snap.views[i].vectors(int(ref_pos - snap.offsets[i]))
+
+    def match(self, item, *, fps: float = 1.0, params=None, min_score: float | None = None):
+        """As :meth:`Bank.match`: the same report as one bank holding every reference."""
+        from vmatch.pipeline import match_query
+
+        return match_query(self, item, fps=fps, params=params, min_score=min_score)
+
+    # ------------------------------------------------------------------ compressed indexes
+    def build_ann(self, kind: str = "auto", *, nprobe: int | None = None, recall_queries: int = 1000,
+                  k: int = 10, seed: int = 0, pq_m: int = 32) -> list[dict]:
+        """Build each shard's compressed index (``vmatch.ann.choose_index`` by its size unless
+        ``kind`` is given), measure its recall@``k`` against exact search on ``recall_queries``
+        stored frames, and write ``ann.faiss`` + ``ann.json`` atomically. Returns one record per
+        shard (kind, factory, frames, bytes, recall)."""
+        import faiss
+
+        from vmatch.ann import choose_index, index_bytes, new_index, set_nprobe, train_index
+
+        out = []
+        rng = np.random.default_rng(seed)
+        for i, bank in enumerate(self.shards):
+            gen, ref_ids, first, nfr, _ = bank.frame_table()
+            n = int(nfr.sum())
+            d = shard_dir(self.path, i)
+            if n == 0:
+                for f in (ANN_INDEX, ANN_META):
+                    with contextlib.suppress(OSError):
+                        (d / f).unlink()
+                out.append({"shard": i, "frames": 0, "kind": "flat"})
+                continue
+            choice = choose_index(n, self.spec.dim, kind, pq_m=pq_m)
+            if nprobe is not None and choice.kind != "flat":
+                choice = type(choice)(choice.kind, choice.factory, int(nprobe), choice.nlist)
+            feats = lambda r: bank.reference_embedding(r).features  # noqa: E731
+            # training sample: at most 200k frames, drawn uniformly over the shard
+            keep = np.sort(rng.choice(n, min(n, 200_000), replace=False))
+            sample, qs, pos = [], [], 0
+            qsel = set(np.sort(rng.choice(n, min(n, recall_queries), replace=False)).tolist())
+            index = new_index(self.spec.dim, choice)
+            for r, cnt in zip(ref_ids, nfr):
+                f = feats(r)
+                sel = keep[(keep >= pos) & (keep < pos + cnt)] - pos
+                sample.append(f[sel])
+                qs.extend(f[j - pos] for j in range(pos, pos + int(cnt)) if j in qsel)
+                pos += int(cnt)
+            train_index(index, np.concatenate(sample), choice)
+            del sample
+            Q = np.ascontiguousarray(np.stack(qs), dtype=np.float32)
+            exact_s = np.full((len(Q), k), -np.inf, np.float32)
+            exact_i = np.full((len(Q), k), -1, np.int64)
+            for r, a, cnt in zip(ref_ids, first, nfr):
+                f = feats(r)
+                index.add_with_ids(np.ascontiguousarray(f), np.arange(a, a + cnt, dtype=np.int64))
+                s = Q @ f.T
+                ids = np.broadcast_to(np.arange(a, a + cnt, dtype=np.int64), s.shape)
+                cs, ci = np.concatenate([exact_s, s], 1), np.concatenate([exact_i, ids], 1)
+                o = np.argsort(-cs, axis=1, kind="stable")[:, :k]
+                exact_s, exact_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
+            set_nprobe(index, choice.nprobe)
+            _, approx = index.search(Q, k)
+            from vmatch.ann import recall_at_k
+
+            rec = recall_at_k(approx, exact_i, k)
+            meta = {"kind": choice.kind, "factory": choice.factory, "nprobe": choice.nprobe, "generation": gen,
+                    "frames": n, "bytes": index_bytes(index), f"recall_at_{k}": round(rec, 4),
+                    "recall_queries": len(Q)}
+            tmp = d / f".{ANN_INDEX}.tmp"
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, d / ANN_INDEX)
+            (d / f".{ANN_META}.tmp").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            os.replace(d / f".{ANN_META}.tmp", d / ANN_META)
+            self._views.pop(i, None)
+            out.append({"shard": i, **meta})
+        return out
+
+
+def split_bank(source: Bank, dest: str | os.PathLike, n_shards: int) -> ShardedBank:
+    """Copy every reference of ``source`` (frames, timestamps, hashes, vPDQ, metadata) into a new
+    sharded bank of ``n_shards`` at ``dest``; the source is left as it is. Returns it, open."""
+    out = ShardedBank.open(dest, create=True, n_shards=n_shards, model=source.spec)
+    try:
+        if out.list():
+            raise BankError(f"{dest}: the sharded bank is not empty; split into a new directory")
+        hashes: dict[str, dict[str, str]] = {}
+        for rid, t, v in source.hashes():
+            if t in ("md5", "sha1"):
+                hashes.setdefault(rid, {})[t] = v
+        pdq = [(rid, t, v) for rid, t, v in source.hashes() if t == "pdq"]
+        for info in source.list():
+            vp = source.vpdq_of(info.reference)
+            if info.n_frames == 0:  # hash-only reference
+                h = hashes.get(info.reference, {})
+                if h:
+                    out.add_hashes([(info.reference, t, v) for t, v in h.items()])
+                if vp:
+                    out.add_vpdq(info.reference, vp)
+                continue
+            emb = source.reference_embedding(info.reference)
+            out.add_embedding(emb, source_name=info.source_name, extra=info.extra,
+                              hashes=hashes.get(info.reference), vpdq=vp or None)
+        if pdq:
+            out.add_hashes(pdq)
+    except BaseException:
+        out.close()
+        raise
+    return out
