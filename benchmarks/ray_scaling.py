@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Scale-out figures (issue 8): Ray indexing throughput, index memory per hour of video, FAISS
+compressed-index recall/latency at 1e5..1e6 vectors, and the plan for 10^6 hours of references.
+
+    python benchmarks/ray_scaling.py --part scaling   # eval clips of ../shared/clips, real model
+    python benchmarks/ray_scaling.py --part index --sizes 100000,1000000
+    python benchmarks/ray_scaling.py --part plan      # reads the two JSON files above
+
+* scaling: the ``eval`` clips of ``benchmarks/clip_split.tsv`` (only those; read from
+  ``--clips``, default ../shared/clips), EfficientNet-Lite0 at 1 frame/s, CPU. Runs: local
+  (``index_videos``, no Ray, torch on all cores), then a Ray cluster of a driver-only head
+  (0 CPUs) plus W = 1, 2 worker nodes (``ray.cluster_utils.Cluster``; each node 2 logical CPUs,
+  one embedding actor of 1 torch thread + decode tasks). Also decode-only and embed-only rates.
+  Throughput = seconds of video / wall seconds of ``engine.index`` (cluster start and actor model
+  load reported apart). Fresh bank each run.
+* index: synthetic 256-d unit vectors shaped like video (one random direction per 60-frame
+  "video", frames drifting around it), 1,000 queries = stored frames plus noise (cosine ~0.8,
+  an edited copy). Per index type (Flat, IVF-Flat, IVF-PQ32, OPQ32+IVF-PQ32, nlist/nprobe from
+  ``vmatch.ann.choose_index``): build (train + add) time, serialised bytes per vector, search
+  latency of a 60-frame query (k = 32), recall@10 against exact search, and "copy@10" (the
+  original frame among the 10 returned).
+* plan: arithmetic on the measured figures for 10^6 hours; every assumption is named.
+
+Writes benchmarks/work/ray_scaling_<part>.json and prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from machine import machine  # noqa: E402
+
+WORK = HERE / "work"
+
+
+def eval_clips(clips: Path) -> list[Path]:
+    with open(HERE / "clip_split.tsv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return [clips / r["filename"] for r in rows if r["split"] == "eval" and (clips / r["filename"]).exists()]
+
+
+# ---------------------------------------------------------------------- scaling
+def part_scaling(args) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from vmatch.bank import Bank
+    from vmatch.distributed import RayEngine, RayOptions
+    from vmatch.embed import make_embedder, tune_cpu_allocator
+    from vmatch.pipeline import embed_sampled, index_videos, sample_video
+
+    tune_cpu_allocator()
+    files = eval_clips(Path(args.clips))
+    if args.max_clips:
+        files = files[: args.max_clips]
+    out: dict = {"machine": machine(), "clips": len(files), "runs": []}
+    work = Path(tempfile.mkdtemp(prefix="vmrb", dir="/tmp"))
+    emb = make_embedder(None, device="cpu")
+    # decode-only and embed-only rates (one process, all cores)
+    t0 = time.perf_counter()
+    sampled = [sample_video(f, size=tuple(emb.spec.input_size)) for f in files]
+    t_dec = time.perf_counter() - t0
+    secs = sum(s.duration for s in sampled)
+    frames = sum(len(s.timestamps) for s in sampled)
+    t0 = time.perf_counter()
+    for s in sampled:
+        embed_sampled(s, emb, video_id="x")
+    t_emb = time.perf_counter() - t0
+    del sampled
+    out.update(video_seconds=secs, frames=frames, decode_s=t_dec, embed_s=t_emb,
+               decode_frames_per_s=frames / t_dec, embed_frames_per_s=frames / t_emb)
+    print(f"{len(files)} clips, {secs:.0f} s of video, {frames} frames; decode {t_dec:.1f} s, embed {t_emb:.1f} s",
+          flush=True)
+    # local run
+    with Bank.open(work / "local", create=True) as bank:
+        bank.set_embedder(emb)
+        t0 = time.perf_counter()
+        s = index_videos(bank, files)
+        wall = time.perf_counter() - t0
+    db_bytes = (work / "local" / "bank.sqlite").stat().st_size
+    out["sqlite_bytes_per_frame"] = db_bytes / max(1, s.frames)
+    out["runs"].append({"run": "local (no Ray)", "workers": 0, "wall_s": wall, "videos": s.videos,
+                        "video_s": s.seconds, "x_realtime": s.seconds / wall})
+    print(f"local: {s.videos} videos {s.seconds:.0f} s in {wall:.1f} s = {s.seconds / wall:.1f}x", flush=True)
+    os.environ["RAY_TMPDIR"] = str(work)
+    for w in (1, 2):
+        t0 = time.perf_counter()
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        for _ in range(w):
+            cluster.add_node(num_cpus=2)
+        cluster.wait_for_nodes()
+        t_cluster = time.perf_counter() - t0
+        try:
+            with Bank.open(work / f"ray{w}", create=True) as bank:
+                t0 = time.perf_counter()
+                engine = RayEngine(bank.spec, RayOptions(address=cluster.address, num_actors=w, device="cpu"))
+                engine.actor_pids()  # actors constructed (model loaded)
+                t_actors = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                s = engine.index(bank, files)
+                wall = time.perf_counter() - t0
+                engine.close()
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            cluster.shutdown()
+        out["runs"].append({"run": f"Ray, {w} worker node(s)", "workers": w, "wall_s": wall, "videos": s.videos,
+                            "video_s": s.seconds, "x_realtime": s.seconds / wall, "cluster_start_s": t_cluster,
+                            "actor_start_s": t_actors, "failed": len(s.failed)})
+        print(f"ray {w}: {s.videos} videos {s.seconds:.0f} s in {wall:.1f} s = {s.seconds / wall:.1f}x "
+              f"(cluster {t_cluster:.1f} s, actors {t_actors:.1f} s)", flush=True)
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+# ---------------------------------------------------------------------- index
+def synthetic(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, d), np.float32)
+    per = 60
+    for a in range(0, n, 65536):
+        m = min(65536, n - a)
+        base = rng.standard_normal((math.ceil(m / per), d)).astype(np.float32)
+        x = np.repeat(base, per, axis=0)[:m] + 0.8 * rng.standard_normal((m, d)).astype(np.float32)
+        out[a : a + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def part_index(args) -> dict:
+    import faiss
+
+    from vmatch.ann import choose_index, index_bytes, new_index, recall_at_k, set_nprobe, train_index
+
+    d, k, nq = 256, 10, 1000
+    out: dict = {"machine": machine(), "faiss": faiss.__version__, "omp_threads": faiss.omp_get_max_threads(),
+                 "dim": d, "rows": []}
+    for n in [int(x) for x in args.sizes.split(",")]:
+        x = synthetic(n, d, seed=n)
+        rng = np.random.default_rng(1)
+        src = rng.choice(n, nq, replace=False)
+        q = x[src] + 0.045 * rng.standard_normal((nq, d)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        print(f"n={n}: mean cosine query/original {float((q * x[src]).sum(1).mean()):.3f}", flush=True)
+        exact_ids = None
+        for kind in args.types.split(","):
+            choice = choose_index(n, d, kind)
+            t0 = time.perf_counter()
+            index = new_index(d, choice)
+            if kind != "flat":
+                sample = x[np.sort(rng.choice(n, min(n, args.train_size), replace=False))]
+                train_index(index, sample, choice)
+            t_train = time.perf_counter() - t0
+            index.add_with_ids(x, np.arange(n, dtype=np.int64))
+            t_build = time.perf_counter() - t0
+            set_nprobe(index, choice.nprobe)
+            _, ids = index.search(q, k)
+            if kind == "flat":
+                exact_ids = ids
+            lat = []
+            for a in range(0, 600, 60):  # ten 60-frame queries, k = 32
+                t1 = time.perf_counter()
+                index.search(q[a : a + 60], 32)
+                lat.append(time.perf_counter() - t1)
+            row = {
+                "n": n, "kind": kind, "factory": choice.factory, "nprobe": choice.nprobe,
+                "train_s": t_train, "build_s": t_build, "bytes": index_bytes(index),
+                "bytes_per_vector": index_bytes(index) / n,
+                "search_ms_60_frames": 1000 * float(np.median(lat)),
+                "recall_at_10": recall_at_k(ids, exact_ids, k) if exact_ids is not None else None,
+                "copy_at_10": float(np.mean([src[i] in ids[i] for i in range(nq)])),
+            }
+            out["rows"].append(row)
+            print(json.dumps(row), flush=True)
+            del index
+        del x
+    return out
+
+
+# ---------------------------------------------------------------------- plan
+def part_plan(args) -> dict:
+    sc = json.loads((WORK / "ray_scaling_scaling.json").read_text())
+    ix = {"rows": [r for f in sorted(WORK.glob("ray_scaling_index*.json")) for r in json.loads(f.read_text())["rows"]]}
+    hours = 1e6
+    fps = 1.0
+    frames = hours * 3600 * fps
+    by = {(r["n"], r["kind"]): r for r in ix["rows"]}
+    nmax = max(r["n"] for r in ix["rows"])
+    pq = by.get((nmax, "opqivfpq")) or by.get((nmax, "ivfpq"))
+    flat = by[(nmax, "flat")]
+    # frames per second per CPU core, decode and embed, measured on this machine (2 cores)
+    cores = os.cpu_count() or 2
+    dec_core = sc["decode_frames_per_s"] / cores
+    emb_core = sc["embed_frames_per_s"] / cores
+    cpu_core_h_per_1000h = 1000 * 3600 * fps * (1 / dec_core + 1 / emb_core) / 3600
+    plan = {
+        "frames": frames,
+        "flat_ram_bytes": frames * flat["bytes_per_vector"],
+        "pq_ram_bytes": frames * pq["bytes_per_vector"],
+        "pq_kind": pq["kind"], "pq_recall_at_10": pq["recall_at_10"], "pq_copy_at_10": pq["copy_at_10"],
+        "sqlite_bytes": frames * sc["sqlite_bytes_per_frame"],
+        "decode_frames_per_s_core": dec_core, "embed_frames_per_s_core": emb_core,
+        "cpu_core_hours_per_1000h": cpu_core_h_per_1000h,
+        "measured_index_n": nmax,
+        "search_ms_60_frames_at_nmax": pq["search_ms_60_frames"],
+    }
+    return plan
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["scaling", "index", "plan"], required=True)
+    ap.add_argument("--clips", default=str(ROOT.parent / "shared" / "clips"))
+    ap.add_argument("--max-clips", type=int, default=0)
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--types", default="flat,ivf,ivfpq,opqivfpq")
+    ap.add_argument("--train-size", type=int, default=100_000)
+    ap.add_argument("--tag", default="", help="suffix of the output JSON (several index runs)")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    res = {"scaling": part_scaling, "index": part_index, "plan": part_plan}[args.part](args)
+    res["command"] = "python benchmarks/ray_scaling.py " + " ".join(sys.argv[1:])
+    (WORK / f"ray_scaling_{args.part}{args.tag}.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
