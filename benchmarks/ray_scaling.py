@@ -84,17 +84,25 @@ def part_scaling(args) -> dict:
                decode_frames_per_s=frames / t_dec, embed_frames_per_s=frames / t_emb)
     print(f"{len(files)} clips, {secs:.0f} s of video, {frames} frames; decode {t_dec:.1f} s, embed {t_emb:.1f} s",
           flush=True)
-    # local run
-    with Bank.open(work / "local", create=True) as bank:
-        bank.set_embedder(emb)
-        t0 = time.perf_counter()
-        s = index_videos(bank, files)
-        wall = time.perf_counter() - t0
-    db_bytes = (work / "local" / "bank.sqlite").stat().st_size
-    out["sqlite_bytes_per_frame"] = db_bytes / max(1, s.frames)
-    out["runs"].append({"run": "local (no Ray)", "workers": 0, "wall_s": wall, "videos": s.videos,
-                        "video_s": s.seconds, "x_realtime": s.seconds / wall})
-    print(f"local: {s.videos} videos {s.seconds:.0f} s in {wall:.1f} s = {s.seconds / wall:.1f}x", flush=True)
+    # local runs: torch on all cores (the CLI default), and on 1 thread (what one Ray actor gets)
+    for threads in (None, 1):
+        name = f"local{threads or ''}"
+        e = emb if threads is None else make_embedder(None, device="cpu", threads=1)
+        with Bank.open(work / name, create=True) as bank:
+            bank.set_embedder(e)
+            t0 = time.perf_counter()
+            s = index_videos(bank, files)
+            wall = time.perf_counter() - t0
+        db_bytes = (work / name / "bank.sqlite").stat().st_size
+        out["sqlite_bytes_per_frame"] = db_bytes / max(1, s.frames)
+        label = "local (no Ray), torch " + ("default threads" if threads is None else "1 thread")
+        out["runs"].append({"run": label, "workers": 0, "wall_s": wall, "videos": s.videos,
+                            "video_s": s.seconds, "x_realtime": s.seconds / wall})
+        print(f"{label}: {s.videos} videos {s.seconds:.0f} s in {wall:.1f} s = {s.seconds / wall:.1f}x", flush=True)
+    if threads == 1:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
     os.environ["RAY_TMPDIR"] = str(work)
     for w in (1, 2):
         t0 = time.perf_counter()
@@ -144,6 +152,9 @@ def part_index(args) -> dict:
 
     from vmatch.ann import choose_index, index_bytes, new_index, recall_at_k, set_nprobe, train_index
 
+    from vmatch.bank import _use_blas_for_small_batches
+
+    _use_blas_for_small_batches()  # as the bank's own searches do
     d, k, nq = 256, 10, 1000
     out: dict = {"machine": machine(), "faiss": faiss.__version__, "omp_threads": faiss.omp_get_max_threads(),
                  "dim": d, "rows": []}

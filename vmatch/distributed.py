@@ -260,6 +260,8 @@ class RayEngine:
             gpus = int(res.get("GPU", 0))
             cpus = float(res.get("CPU", 1))
             use_gpu = gpus > 0 and options.device != "cpu"
+            if options.device.startswith("cuda") and gpus == 0:
+                raise UsageError(f"--device {options.device}: the Ray cluster has no GPU; use --device auto or cpu")
             n = options.num_actors or (gpus if use_gpu else max(1, int(cpus // 2)))
             if use_gpu:
                 actor_opts = {"num_gpus": 1, "num_cpus": 1}
@@ -269,7 +271,7 @@ class RayEngine:
                 threads = options.threads or max(1, int(np.ceil(options.actor_num_cpus)))
             device = options.device if (use_gpu or options.device != "auto") else "cpu"
             cls = ray.remote(_EmbedWorker).options(
-                max_restarts=-1, max_task_retries=options.max_retries, **actor_opts
+                max_restarts=4 * (options.max_retries + 1), max_task_retries=options.max_retries, **actor_opts
             )
             self._actors = [
                 cls.remote(spec.to_json(), device, options.batch_size, threads) for _ in range(n)
@@ -411,7 +413,8 @@ class RayEngine:
                         log.warning("%s: worker lost (%s); retrying (attempt %d)", job.path, type(e).__name__, job.attempt + 1)
                         submit(job)
                     else:
-                        fail(job, f"{job.path}: gave up after {job.attempt + 1} attempts: the Ray worker died ({type(e).__name__})")
+                        fail(job, f"{job.path}: gave up after {job.attempt + 1} attempts: the Ray worker died "
+                                  f"({type(e).__name__}: {str(e)[:300]})")
                     continue
                 if job.stage == "digest":
                     holders = bank.find_by_sha256(value["sha256"]) if skip_existing else []
