@@ -452,6 +452,11 @@ class ShardedBank:
                 out.append({"shard": i, "frames": 0, "kind": "flat"})
                 continue
             choice = choose_index(n, self.spec.dim, kind, pq_m=pq_m)
+            note = None
+            if choice.kind != "flat" and n < 4 * choice.nlist:
+                note = f"{n} frames are too few to train {choice.factory}; flat index instead"
+                log.warning("shard %d: %s", i, note)
+                choice = choose_index(n, self.spec.dim, "flat")
             if nprobe is not None and choice.kind != "flat":
                 choice = type(choice)(choice.kind, choice.factory, int(nprobe), choice.nlist)
             feats = lambda r: bank.reference_embedding(r).features  # noqa: E731
@@ -487,6 +492,8 @@ class ShardedBank:
             meta = {"kind": choice.kind, "factory": choice.factory, "nprobe": choice.nprobe, "generation": gen,
                     "frames": n, "bytes": index_bytes(index), f"recall_at_{k}": round(rec, 4),
                     "recall_queries": len(Q)}
+            if note:
+                meta["note"] = note
             tmp = d / f".{ANN_INDEX}.tmp"
             faiss.write_index(index, str(tmp))
             os.replace(tmp, d / ANN_INDEX)
