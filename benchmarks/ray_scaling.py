@@ -200,6 +200,59 @@ def part_index(args) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------- match
+def part_match(args) -> dict:
+    """End-to-end match latency (search + normalisation + alignment, query already embedded) on a
+    sharded bank of synthetic 1-minute references, with exact (flat) shards and then IVF-PQ
+    shards built by ``ShardedBank.build_ann``; each query is 60 frames of a reference + noise."""
+    from vmatch.embed import FakeEmbedder
+    from vmatch.pipeline import MatchParams
+    from vmatch.shards import ShardedBank
+    from vmatch.types import VideoEmbedding
+
+    n = int(args.sizes.split(",")[0])
+    d, per = 256, 60
+    fake = FakeEmbedder(dim=d)
+    work = Path(tempfile.mkdtemp(prefix="vmrm", dir="/tmp"))
+    x = synthetic(n, d, seed=7)
+    out: dict = {"machine": machine(), "frames": n, "shards": args.shards, "rows": []}
+    t0 = time.perf_counter()
+    with ShardedBank.open(work / "sh", create=True, n_shards=args.shards, model=fake.spec) as sh:
+        ts = np.arange(per, dtype=np.float64)
+        for r in range(n // per):
+            sh.add_embedding(VideoEmbedding(f"r{r:07d}", ts, x[r * per : (r + 1) * per], float(per), fake.spec.model_id))
+    out["fill_s"] = time.perf_counter() - t0
+    rng = np.random.default_rng(3)
+    picks = rng.choice(n // per, 10, replace=False)
+    queries = []
+    for r in picks:
+        q = x[r * per : (r + 1) * per] + 0.045 * rng.standard_normal((per, d)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        queries.append((f"r{r:07d}", VideoEmbedding("q", ts, q, float(per), fake.spec.model_id)))
+    del x
+    params = MatchParams(threshold=0.15)
+    for kind in ("flat", args.ann):
+        with ShardedBank.open(work / "sh") as sh:
+            sh.set_embedder(fake)
+            if kind != "flat":
+                t0 = time.perf_counter()
+                recs = sh.build_ann(kind)
+                out["ann_build_s"] = time.perf_counter() - t0
+                out["ann"] = recs
+            sh.match(queries[0][1], params=params)  # load the shards' indexes
+            lat, hits = [], 0
+            for truth, q in queries:
+                t1 = time.perf_counter()
+                rep = sh.match(q, params=params)
+                lat.append(time.perf_counter() - t1)
+                hits += bool(rep.matches) and rep.matches[0].reference == truth
+            row = {"index": kind, "median_s": float(np.median(lat)), "max_s": float(np.max(lat)),
+                   "top1_correct": f"{hits}/{len(queries)}"}
+            out["rows"].append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
 # ---------------------------------------------------------------------- plan
 def part_plan(args) -> dict:
     sc = json.loads((WORK / "ray_scaling_scaling.json").read_text())
@@ -232,7 +285,9 @@ def part_plan(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["scaling", "index", "plan"], required=True)
+    ap.add_argument("--part", choices=["scaling", "index", "match", "plan"], required=True)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--ann", default="ivfpq")
     ap.add_argument("--clips", default=str(ROOT.parent / "shared" / "clips"))
     ap.add_argument("--max-clips", type=int, default=0)
     ap.add_argument("--sizes", default="100000,1000000")
@@ -241,7 +296,7 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the output JSON (several index runs)")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    res = {"scaling": part_scaling, "index": part_index, "plan": part_plan}[args.part](args)
+    res = {"scaling": part_scaling, "index": part_index, "match": part_match, "plan": part_plan}[args.part](args)
     res["command"] = "python benchmarks/ray_scaling.py " + " ".join(sys.argv[1:])
     (WORK / f"ray_scaling_{args.part}{args.tag}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
