@@ -267,7 +267,12 @@ class RayEngine:
                 actor_opts = {"num_gpus": 1, "num_cpus": 1}
                 threads = options.threads
             else:
-                actor_opts = {"num_cpus": options.actor_num_cpus}
+                # leave at least one CPU to the decode tasks, or nothing would ever be decoded
+                actor_cpus = min(options.actor_num_cpus, max(0.01, (cpus - 1.0) / n))
+                if actor_cpus < options.actor_num_cpus:
+                    log.warning("the cluster has %g CPUs: each of the %d embedding actors reserves %.2f "
+                                "so that decode tasks can run", cpus, n, actor_cpus)
+                actor_opts = {"num_cpus": actor_cpus}
                 threads = options.threads or max(1, int(np.ceil(options.actor_num_cpus)))
             device = options.device if (use_gpu or options.device != "auto") else "cpu"
             cls = ray.remote(_EmbedWorker).options(
