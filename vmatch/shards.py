@@ -476,14 +476,33 @@ class ShardedBank:
             Q = np.ascontiguousarray(np.stack(qs), dtype=np.float32)
             exact_s = np.full((len(Q), k), -np.inf, np.float32)
             exact_i = np.full((len(Q), k), -1, np.int64)
-            for r, a, cnt in zip(ref_ids, first, nfr):
-                f = feats(r)
-                index.add_with_ids(np.ascontiguousarray(f), np.arange(a, a + cnt, dtype=np.int64))
+            buf_f: list[np.ndarray] = []
+            buf_i: list[np.ndarray] = []
+
+            def flush() -> None:  # add a block of frames; keep the exact top k of the queries
+                nonlocal exact_s, exact_i
+                if not buf_f:
+                    return
+                f, ids = np.ascontiguousarray(np.concatenate(buf_f)), np.concatenate(buf_i)
+                buf_f.clear()
+                buf_i.clear()
+                index.add_with_ids(f, ids)
                 s = Q @ f.T
-                ids = np.broadcast_to(np.arange(a, a + cnt, dtype=np.int64), s.shape)
-                cs, ci = np.concatenate([exact_s, s], 1), np.concatenate([exact_i, ids], 1)
+                part = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]
+                cs = np.concatenate([exact_s, np.take_along_axis(s, part, 1)], 1)
+                ci = np.concatenate([exact_i, ids[part]], 1)
                 o = np.argsort(-cs, axis=1, kind="stable")[:, :k]
                 exact_s, exact_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
+
+            held = 0
+            for r, a, cnt in zip(ref_ids, first, nfr):
+                buf_f.append(feats(r))
+                buf_i.append(np.arange(a, a + cnt, dtype=np.int64))
+                held += int(cnt)
+                if held >= 65536:
+                    flush()
+                    held = 0
+            flush()
             set_nprobe(index, choice.nprobe)
             _, approx = index.search(Q, k)
             from vmatch.ann import recall_at_k
