@@ -250,9 +250,10 @@ def test_without_ray_flag_ray_is_never_imported(ref_videos, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path):
+def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path, capsys):
     """`index --ray` into a new 3-shard bank: each reference in its shard, once; the sharded
-    bank holds what a single local bank holds."""
+    bank holds what a single local bank holds, and `match --ray` on it prints what a local
+    `match` on the single bank prints."""
     from vmatch.shards import ShardedBank, shard_of
 
     cluster, _ = ray_cluster
@@ -267,3 +268,11 @@ def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path):
         for r in one.list():
             np.testing.assert_allclose(sh.reference_embedding(r.reference).features,
                                        one.reference_embedding(r.reference).features, atol=1e-5)
+    queries = [str(files[2]), str(files[5])]
+    capsys.readouterr()
+    assert main(["match", "--bank", str(local), "--json", "--min-score", "0", *queries]) == 0
+    local_out = capsys.readouterr().out
+    assert main(["match", "--bank", str(tmp_path / "sh"), "--ray", cluster.address, "--json", "--min-score", "0",
+                 *queries]) == 0
+    assert capsys.readouterr().out == local_out
+    assert json.loads(local_out.splitlines()[0])["matches"][0]["reference"] == files[2].stem
