@@ -276,3 +276,29 @@ def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path, capsys
                  *queries]) == 0
     assert capsys.readouterr().out == local_out
     assert json.loads(local_out.splitlines()[0])["matches"][0]["reference"] == files[2].stem
+
+
+def test_interrupted_run_started_again_skips_what_is_in_the_bank(ray_cluster, ref_videos, tmp_path):
+    """Ctrl-C (KeyboardInterrupt) after 3 videos: the bank holds those 3, whole; the same command
+    started again skips them by content hash and indexes the rest; the bank equals a local run's."""
+    cluster, _ = ray_cluster
+    files = sorted(ref_videos.values())
+    local = _local_bank(tmp_path / "local", files, FakeEmbedder())
+    stored: list[str] = []
+
+    def interrupt_after_three(path, emb):
+        stored.append(path)
+        if len(stored) == 3:
+            raise KeyboardInterrupt
+
+    with _fake_bank(tmp_path / "dist") as bank, RayEngine(
+        bank.spec, RayOptions(address=cluster.address, num_actors=1)
+    ) as engine:
+        first = engine.index(bank, files, on_done=interrupt_after_three)
+        assert first.interrupted and first.videos == 3
+    assert _count_rows(tmp_path / "dist") == 3
+    with Bank.open(tmp_path / "dist") as bank, RayEngine(bank.spec, RayOptions(address=cluster.address)) as engine:
+        again = engine.index(bank, files)
+    assert sorted(p for p, _ in again.skipped) == sorted(stored)
+    assert again.videos == len(files) - 3 and not again.failed
+    _assert_same_banks(local, tmp_path / "dist")
