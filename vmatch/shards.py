@@ -56,6 +56,14 @@ def shard_of(ref_id: str, n_shards: int) -> int:
     return int.from_bytes(hashlib.sha1(ref_id.encode("utf-8")).digest()[:8], "big") % n_shards
 
 
+def frames_fingerprint(first_fids: np.ndarray, n_frames: np.ndarray) -> str:
+    """Identity of a shard's set of frames (which frame ids it holds): a compressed index built
+    for it stays valid while this does not change."""
+    h = hashlib.sha1(np.ascontiguousarray(first_fids, dtype="<i8").tobytes())
+    h.update(np.ascontiguousarray(n_frames, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
 def shard_dir(path: str | os.PathLike, i: int) -> Path:
     return Path(path) / f"shard-{i:03d}"
 
@@ -83,9 +91,10 @@ class _FlatView:
 class _AnnView:
     """A shard searched with its compressed index; exact vectors read from its SQLite file."""
 
-    def __init__(self, bank: Bank, index, kind: str) -> None:
+    def __init__(self, bank: Bank, index, kind: str, *, table=None) -> None:
         self.bank = bank
-        self.generation, self.ref_ids, self.first_fids, self.n_frames, self.timestamps = bank.frame_table()
+        table = table if table is not None else bank.frame_table()
+        self.generation, self.ref_ids, self.first_fids, self.n_frames, self.timestamps = table
         self.index = index
         self.kind = kind
         self.ntotal = int(index.ntotal)
@@ -366,10 +375,14 @@ class ShardedBank:
         except (OSError, ValueError) as e:
             log.warning("%s: unreadable (%s); searching shard %d exactly", meta_path, e, i)
             return None
+        table = None
         if int(meta.get("generation", -1)) != gen:
-            log.warning("%s: compressed index is older than the shard (generation %s < %s); searching it "
-                        "exactly until `vmatch shard ann` rebuilds it", d, meta.get("generation"), gen)
-            return None
+            # A change of hashes only (import) bumps the generation but leaves the frames alone.
+            table = self.shards[i].frame_table()
+            if meta.get("frames_fingerprint") != frames_fingerprint(table[2], table[3]):
+                log.warning("%s: compressed index is older than the shard's frames (generation %s < %s); "
+                            "searching it exactly until `vmatch shard ann` rebuilds it", d, meta.get("generation"), gen)
+                return None
         import faiss
 
         from vmatch.ann import set_nprobe
@@ -380,7 +393,7 @@ class ShardedBank:
             log.warning("%s: cannot read (%s); searching shard %d exactly", d / ANN_INDEX, e, i)
             return None
         set_nprobe(index, int(meta.get("nprobe", 0)))
-        return _AnnView(self.shards[i], index, meta.get("kind", "ann"))
+        return _AnnView(self.shards[i], index, meta.get("kind", "ann"), table=table)
 
     def snapshot(self) -> ShardedSnapshot:
         """One consistent view per shard (each shard's own generation)."""
@@ -509,6 +522,7 @@ class ShardedBank:
 
             rec = recall_at_k(approx, exact_i, k)
             meta = {"kind": choice.kind, "factory": choice.factory, "nprobe": choice.nprobe, "generation": gen,
+                    "frames_fingerprint": frames_fingerprint(first, nfr),
                     "frames": n, "bytes": index_bytes(index), f"recall_at_{k}": round(rec, 4),
                     "recall_queries": len(Q)}
             if note:
