@@ -302,3 +302,24 @@ def test_interrupted_run_started_again_skips_what_is_in_the_bank(ray_cluster, re
     assert sorted(p for p, _ in again.skipped) == sorted(stored)
     assert again.videos == len(files) - 3 and not again.failed
     _assert_same_banks(local, tmp_path / "dist")
+
+
+def test_long_video_in_windows_equals_local_run(ray_cluster, tmp_path):
+    """A video longer than ``chunk_frames`` sampled frames is decoded in windows on several tasks
+    (sampling at 2 frames/s, windows of 5 frames); merged, it is the local run's reference:
+    same timestamps (no frame lost or repeated at a boundary), same blank count, same features."""
+    cluster, _ = ray_cluster
+    frames = synth.scene_frames(3100, width=64, height=48, n_frames=130, fps=10.0)
+    frames[40:58] = 0  # a black stretch across a window boundary: blank frames, counted once
+    vids = [synth.write_video(tmp_path / "long_a.mp4", frames, fps=10, codec="mpeg4"),
+            synth.write_video(tmp_path / "long_b.mp4", frames[::-1].copy(), fps=7, codec="mpeg4")]
+    fake = FakeEmbedder()
+    with Bank.open(tmp_path / "local", create=True, model=fake.spec) as bank:
+        bank.set_embedder(fake)
+        assert not index_videos(bank, vids, fps=2.0).failed
+    with _fake_bank(tmp_path / "dist") as bank, RayEngine(
+        bank.spec, RayOptions(address=cluster.address, num_actors=2, chunk_frames=5)
+    ) as engine:
+        s = engine.index(bank, vids, fps=2.0)
+        assert s.videos == 2 and not s.failed and s.windows >= 10
+    _assert_same_banks(tmp_path / "local", tmp_path / "dist")

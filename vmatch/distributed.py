@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -78,6 +79,9 @@ class RayOptions:
         threads: torch threads per CPU actor (default: ``actor_num_cpus`` rounded up).
         max_in_flight: videos submitted and not yet stored, at most (default 2 per actor + 2).
         max_retries: resubmissions of a video whose worker died, on top of Ray's own retries.
+        chunk_frames: sampled frames per decode task when indexing; a longer video is decoded in
+            windows of this many frames (in parallel), so that no object carries more than
+            ~150 KB x chunk_frames of frames (600: 10 minutes at 1 frame/s, ~90 MB).
     """
 
     address: str | None = None
@@ -88,8 +92,11 @@ class RayOptions:
     threads: int | None = None
     max_in_flight: int | None = None
     max_retries: int = 3
+    chunk_frames: int = 600
 
     def __post_init__(self) -> None:
+        if self.chunk_frames < 1:
+            raise UsageError(f"RayOptions: chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.num_actors is not None and self.num_actors < 1:
             raise UsageError(f"RayOptions: num_actors must be >= 1, got {self.num_actors}")
         if self.actor_num_cpus <= 0:
@@ -122,14 +129,26 @@ class EmbeddedVideo:
     digests: dict[str, str] | None = None
     vpdq: list | None = None
     vpdq_variants: list | None = None
+    blank_timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
 
 # ---------------------------------------------------------------------- worker-side code
-def _digest_task(path: str) -> dict[str, str]:
-    """CPU task: MD5, SHA-1 and SHA-256 of the file (one read)."""
+@dataclass(frozen=True)
+class FileFacts:
+    """What the first task learns of a file: its digests and its duration (0 when unknown)."""
+
+    digests: dict[str, str]
+    duration: float
+
+
+def _digest_task(path: str) -> FileFacts:
+    """CPU task: MD5, SHA-1 and SHA-256 of the file (one read), and its duration (header)."""
+    from vmatch.decode import probe
     from vmatch.signals.exact import file_hashes
 
-    return file_hashes(path)
+    digests = file_hashes(path)
+    info = probe(path)
+    return FileFacts(digests, float(info.duration) if info.duration and info.duration > 0 else 0.0)
 
 
 def _decode_task(
@@ -138,18 +157,21 @@ def _decode_task(
     fps: float,
     blank_std: float,
     *,
+    start_index: int = 0,
+    max_frames: int | None = None,
     digests: bool = False,
     vpdq: bool = False,
     vpdq_variants: bool = False,
 ) -> DecodedVideo:
-    """CPU task: decode and sample one file (and hash it, when asked)."""
-    sampled = sample_video(path, size=size, fps=fps, blank_std=blank_std)
+    """CPU task: decode and sample one file, or one window of it (and hash it, when asked)."""
+    sampled = sample_video(path, size=size, fps=fps, blank_std=blank_std, start_index=start_index,
+                           max_frames=max_frames)
     d = vp = variants = None
     if digests:
         from vmatch.signals.exact import file_hashes
 
         d = file_hashes(path)
-    if vpdq and len(sampled.timestamps):
+    if vpdq:
         from vmatch.signals.vpdq import hash_video
 
         vp = hash_video(path, device="cpu")
@@ -179,7 +201,36 @@ class _EmbedWorker:
 
     def embed(self, decoded: DecodedVideo, video_id: str) -> EmbeddedVideo:
         emb = embed_sampled(decoded.sampled, self._embedder, video_id=video_id)
-        return EmbeddedVideo(decoded.path, emb, decoded.digests, decoded.vpdq, decoded.vpdq_variants)
+        return EmbeddedVideo(decoded.path, emb, decoded.digests, decoded.vpdq, decoded.vpdq_variants,
+                             decoded.sampled.blank_timestamps)
+
+
+def merge_windows(parts: list[EmbeddedVideo]) -> VideoEmbedding:
+    """One video's embedding from its windows, in order: a frame that a window repeats from the
+    one before (same presentation time, a frame on screen across the boundary) is kept once."""
+    first = parts[0].embedding
+    if len(parts) == 1:
+        return first
+    ts, fs, blanks = [], [], set()
+    last = -np.inf
+    for p in parts:
+        e = p.embedding
+        keep = e.timestamps > last
+        ts.append(e.timestamps[keep])
+        fs.append(e.features[keep])
+        if len(e.timestamps):
+            last = max(last, float(e.timestamps[-1]))
+        blanks.update(float(t) for t in p.blank_timestamps)
+    timestamps = np.concatenate(ts)
+    blanks -= set(timestamps.tolist())
+    return VideoEmbedding(
+        video_id=first.video_id,
+        timestamps=timestamps,
+        features=np.concatenate(fs),
+        duration=max(p.embedding.duration for p in parts),
+        model_id=first.model_id,
+        n_blank=len(blanks),
+    )
 
 
 # ---------------------------------------------------------------------- driver
@@ -219,11 +270,25 @@ def connect(address: str | None) -> bool:
 
 @dataclass
 class _Job:
+    """One video on its way through the cluster (driver-side state)."""
+
     path: Path
     ref_id: str
     stage: str  # "digest" or "embed"
-    attempt: int = 0
+    attempt: int = 0  # resubmissions after a lost worker (all windows together)
     digests: dict[str, str] | None = None
+    actor: int = -1  # match: the actor of its one task
+    windows: int = 1
+    parts: dict = field(default_factory=dict)  # window -> EmbeddedVideo
+    failed: bool = False
+
+
+@dataclass
+class _Task:
+    """One remote call in flight: the job, its window (-1: the digest task) and its actor."""
+
+    job: _Job
+    window: int
     actor: int = -1
 
 
@@ -233,6 +298,7 @@ class RayIndexSummary(IndexSummary):
 
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, id already holding it)
     retries: int = 0
+    windows: int = 0  # decode windows of the videos stored (1 per video unless longer than chunk_frames)
 
 
 class RayEngine:
@@ -321,10 +387,16 @@ class RayEngine:
     def _pick_actor(self) -> int:
         return int(np.argmin(self._load))
 
-    def _submit_embed(self, job: _Job, *, fps: float, digests: bool, vpdq: bool, variants: bool):
+    def _submit_embed(self, job: _Job, *, fps: float, digests: bool, vpdq: bool, variants: bool,
+                      window: int = 0, chunk: int | None = None, last: bool = True):
+        """Decode (one window of) ``job``'s file on a CPU task and embed it on the least loaded
+        actor; returns the actor call's reference (and records the actor in ``job.actor``).
+        The last window runs to the end of the file (the header's duration may be short)."""
         size = tuple(self.spec.input_size)
         dref = self._decode.remote(
-            str(job.path), size, fps, BLANK_STD, digests=digests, vpdq=vpdq, vpdq_variants=variants
+            str(job.path), size, fps, BLANK_STD, start_index=window * (chunk or 0),
+            max_frames=None if last else chunk,
+            digests=digests, vpdq=vpdq, vpdq_variants=variants,
         )
         job.actor = self._pick_actor()
         self._load[job.actor] += 1
@@ -382,71 +454,94 @@ class RayEngine:
         ray = self._ray
         summary = RayIndexSummary()
         t0 = last_save = time.monotonic()
-        queue = deque(_Job(p, ref_id if ref_id is not None else p.stem, "digest") for p in paths)
+        chunk = self.options.chunk_frames
+        queue = deque(_Task(_Job(p, ref_id if ref_id is not None else p.stem, "digest"), -1) for p in paths)
         inflight: dict = {}
 
         def fail(job: _Job, msg: str) -> None:
-            summary.failed.append((str(job.path), msg))
-            if on_error is not None:
-                on_error(str(job.path), msg)
+            if not job.failed:
+                job.failed = True
+                summary.failed.append((str(job.path), msg))
+                if on_error is not None:
+                    on_error(str(job.path), msg)
 
-        def submit(job: _Job) -> None:
-            if job.stage == "digest":
-                inflight[self._digest.remote(str(job.path))] = job
-            else:
-                inflight[self._submit_embed(job, fps=fps, digests=False, vpdq=vpdq, variants=False)] = job
+        def submit(task: _Task) -> None:
+            job = task.job
+            if task.window < 0:
+                inflight[self._digest.remote(str(job.path))] = task
+                return
+            windowed = job.windows > 1
+            ref = self._submit_embed(job, fps=fps, digests=False, vpdq=vpdq and task.window == 0, variants=False,
+                                     window=task.window, chunk=chunk if windowed else None,
+                                     last=task.window == job.windows - 1)
+            task.actor = job.actor
+            inflight[ref] = task
+
+        def store(job: _Job) -> None:
+            parts = [job.parts[w] for w in range(job.windows)]
+            emb = merge_windows(parts)
+            try:
+                store_video(bank, job.path, emb, digests=job.digests, fps=fps, vpdq=parts[0].vpdq)
+            except (DecodeError, UsageError) as e:  # e.g. every frame blank: this file's fault
+                fail(job, str(e))
+                return
+            summary.videos += 1
+            summary.windows += job.windows
+            summary.frames += len(emb)
+            summary.seconds += emb.duration
+            if progress is not None:
+                progress(emb.duration)
+            if on_done is not None:
+                on_done(str(job.path), emb)
 
         try:
             while queue or inflight:
                 while queue and len(inflight) < self.max_in_flight:
                     submit(queue.popleft())
                 ready, _ = ray.wait(list(inflight), num_returns=1)
-                ref = ready[0]
-                job = inflight.pop(ref)
-                if job.actor >= 0:
-                    self._load[job.actor] -= 1
-                    job.actor = -1
+                task = inflight.pop(ready[0])
+                job = task.job
+                if task.actor >= 0:
+                    self._load[task.actor] -= 1
                 try:
-                    value = ray.get(ref)
+                    value = ray.get(ready[0])
                 except Exception as e:  # noqa: BLE001 - sorted below: the input's fault or the cluster's
                     msg = self._classify(e)
-                    if msg is not None:
+                    if job.failed:
+                        pass
+                    elif msg is not None:
                         fail(job, msg)
                     elif job.attempt < self.options.max_retries:
                         job.attempt += 1
                         summary.retries += 1
-                        log.warning("%s: worker lost (%s); retrying (attempt %d)", job.path, type(e).__name__, job.attempt + 1)
-                        submit(job)
+                        log.warning("%s: worker lost (%s); retrying (attempt %d)", job.path, type(e).__name__,
+                                    job.attempt + 1)
+                        queue.appendleft(_Task(job, task.window))
                     else:
                         fail(job, f"{job.path}: gave up after {job.attempt + 1} attempts: the Ray worker died "
                                   f"({type(e).__name__}: {str(e)[:300]})")
                     continue
-                if job.stage == "digest":
-                    holders = bank.find_by_sha256(value["sha256"]) if skip_existing else []
+                if job.failed:
+                    continue
+                if task.window < 0:
+                    holders = bank.find_by_sha256(value.digests["sha256"]) if skip_existing else []
                     if holders:
                         summary.skipped.append((str(job.path), holders[0]))
                         if progress is not None:
                             progress(0.0)
                         continue
-                    job.stage, job.digests, job.attempt = "embed", value, 0
-                    submit(job)
+                    job.stage, job.digests, job.attempt = "embed", value.digests, 0
+                    n_targets = math.ceil(value.duration * fps - 1e-9) if value.duration > 0 else 0
+                    job.windows = max(1, math.ceil(n_targets / chunk)) if n_targets > chunk else 1
+                    for w in range(job.windows):  # ahead of new files: finish what is started
+                        queue.appendleft(_Task(job, job.windows - 1 - w))
                     continue
-                emb = value.embedding
-                try:
-                    store_video(bank, job.path, emb, digests=job.digests, fps=fps, vpdq=value.vpdq)
-                except (DecodeError, UsageError) as e:  # e.g. every frame blank: this file's fault
-                    fail(job, str(e))
-                    continue
-                summary.videos += 1
-                summary.frames += len(emb)
-                summary.seconds += emb.duration
-                if progress is not None:
-                    progress(emb.duration)
-                if on_done is not None:
-                    on_done(str(job.path), emb)
-                if time.monotonic() - last_save > save_every:
-                    bank.save_index()
-                    last_save = time.monotonic()
+                job.parts[task.window] = value
+                if len(job.parts) == job.windows:
+                    store(job)
+                    if time.monotonic() - last_save > save_every:
+                        bank.save_index()
+                        last_save = time.monotonic()
         except KeyboardInterrupt:
             summary.interrupted = True
             for ref in inflight:

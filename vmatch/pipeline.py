@@ -176,6 +176,7 @@ class SampledVideo:
     frames: np.ndarray
     duration: float
     n_blank: int
+    blank_timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
 
 def sample_video(
@@ -184,11 +185,17 @@ def sample_video(
     size: tuple[int, int],
     fps: float = 1.0,
     blank_std: float = BLANK_STD,
+    start_index: int = 0,
+    max_frames: int | None = None,
 ) -> SampledVideo:
     """Decode and sample one video exactly as :func:`embed_video` does, without embedding.
 
-    Holds every sampled frame in memory (``N x H x W x 3`` bytes, ~150 KB a frame at 224x224),
-    so it suits videos of minutes; :func:`embed_video` streams instead.
+    Holds the sampled frames in memory (``N x H x W x 3`` bytes, ~150 KB a frame at 224x224);
+    :func:`embed_video` streams instead. A long video is sampled in windows: ``start_index``
+    (the first sampling target, ``start_index / fps`` seconds) and ``max_frames`` (sampled frames
+    at most) select one; concatenated in order, dropping a frame already yielded by the window
+    before (same time), the windows give the frames of the whole video. A window after the
+    first may be empty (past the end).
 
     Raises:
         DecodeError: the file cannot be read (the message names it and says why).
@@ -199,21 +206,23 @@ def sample_video(
     p = Path(path)
     info = probe(p)
     times: list[float] = []
+    blank_times: list[float] = []
     frames: list[np.ndarray] = []
-    n_blank = n_seen = 0
+    n_seen = 0
     last_t = 0.0
-    for t, rgb in iter_frames(p, fps=fps, size=tuple(size)):
+    for t, rgb in iter_frames(p, fps=fps, size=tuple(size), start=start_index / fps, max_frames=max_frames):
         n_seen += 1
         last_t = t
         if is_blank(rgb, blank_std):
-            n_blank += 1
+            blank_times.append(float(t))
             continue
         times.append(float(t))
         frames.append(rgb)
-    if n_seen == 0:
+    if n_seen == 0 and start_index == 0:
         raise DecodeError(str(p), "no decodable video frames")
     arr = np.stack(frames) if frames else np.zeros((0, size[1], size[0], 3), np.uint8)
-    return SampledVideo(np.asarray(times, np.float64), arr, _duration(info, last_t, fps), n_blank)
+    return SampledVideo(np.asarray(times, np.float64), arr, _duration(info, last_t, fps), len(blank_times),
+                        np.asarray(blank_times, np.float64))
 
 
 def embed_sampled(sampled: SampledVideo, embedder, *, video_id: str, sha256: str = "") -> VideoEmbedding:
