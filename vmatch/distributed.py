@@ -15,8 +15,11 @@ spread over a Ray cluster::
   the same atomic add path as ``vmatch index`` without Ray; workers return typed records
   (:class:`~vmatch.pipeline.SampledVideo`, :class:`~vmatch.types.VideoEmbedding`, numpy arrays),
   serialised by Ray on the wire only. Nothing is pickled to disk.
-* **Back-pressure**: at most ``max_in_flight`` videos are between "submitted" and "stored";
-  decoded frames wait in Ray's object store for an actor, bounded by that window.
+* **Back-pressure**: at most ``max_in_flight`` remote calls (a file's digest, or the decode and
+  embedding of one window of a file) are between "submitted" and "received"; decoded frames wait
+  in Ray's object store for an actor, bounded by that window. A video longer than
+  ``chunk_frames`` sampled frames is decoded in windows on parallel tasks and merged on the
+  driver before it is stored, so no object holds more than ``chunk_frames`` frames.
 * **Faults**: decode/digest tasks have ``max_retries``; actors restart (``max_restarts``) and retry
   their calls (``max_task_retries``); on top of that the driver resubmits a video whose task or
   actor died (a killed worker process or node) up to ``max_retries`` times. A video is written
