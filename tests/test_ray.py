@@ -323,3 +323,13 @@ def test_long_video_in_windows_equals_local_run(ray_cluster, tmp_path):
         s = engine.index(bank, vids, fps=2.0)
         assert s.videos == 2 and not s.failed and s.windows >= 10
     _assert_same_banks(tmp_path / "local", tmp_path / "dist")
+
+
+def test_cli_ray_local_starts_and_stops_its_own_cluster(ray_cluster, ref_videos, tmp_path):
+    """`--ray local`: a private local Ray instance for the run, shut down afterwards."""
+    _fake_bank(tmp_path / "b").close()
+    files = [str(f) for f in sorted(ref_videos.values())[:2]]
+    assert main(["index", "--bank", str(tmp_path / "b"), "--ray", "local", *files]) == 0
+    assert not ray.is_initialized()
+    with Bank.open(tmp_path / "b") as bank:
+        assert len(bank.list()) == 2
