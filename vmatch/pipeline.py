@@ -127,9 +127,7 @@ def embed_video(
         if progress is not None:
             progress(max(0.0, t - last_t))
         last_t = t
-        # Per channel: a solid colour such as red (200, 40, 40) is flat in each channel, though its
-        # values differ across channels.
-        if float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < blank_std:
+        if is_blank(rgb, blank_std):
             n_blank += 1
             continue
         buf_t.append(float(t))
@@ -139,7 +137,7 @@ def embed_video(
     flush()
     if n_seen == 0:
         raise DecodeError(str(p), "no decodable video frames")
-    duration = float(info.duration) if info.duration and info.duration > 0 else last_t + 1.0 / fps
+    duration = _duration(info, last_t, fps)
     if progress is not None and duration > last_t:
         progress(duration - last_t)
     features = np.concatenate(feats) if feats else np.zeros((0, spec.dim), np.float32)
@@ -151,6 +149,87 @@ def embed_video(
         model_id=spec.model_id,
         sha256=sha256_file(p) if hash_file else "",
         n_blank=n_blank,
+    )
+
+
+def is_blank(rgb: np.ndarray, blank_std: float = BLANK_STD) -> bool:
+    """Whether a frame carries no content: its pixel standard deviation is below ``blank_std`` in
+    every colour channel (a solid colour such as red (200, 40, 40) is flat in each channel, though
+    its values differ across channels)."""
+    return float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < blank_std
+
+
+def _duration(info, last_t: float, fps: float) -> float:
+    return float(info.duration) if info.duration and info.duration > 0 else last_t + 1.0 / fps
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """The non-blank sampled frames of one video, before embedding (what a distributed decode
+    task hands to an embedding worker).
+
+    ``timestamps``: float64 [N] presentation times; ``frames``: uint8 [N, H, W, 3] RGB at the
+    model's input size; ``duration``: seconds of the whole video; ``n_blank``: frames dropped.
+    """
+
+    timestamps: np.ndarray
+    frames: np.ndarray
+    duration: float
+    n_blank: int
+
+
+def sample_video(
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int],
+    fps: float = 1.0,
+    blank_std: float = BLANK_STD,
+) -> SampledVideo:
+    """Decode and sample one video exactly as :func:`embed_video` does, without embedding.
+
+    Holds every sampled frame in memory (``N x H x W x 3`` bytes, ~150 KB a frame at 224x224),
+    so it suits videos of minutes; :func:`embed_video` streams instead.
+
+    Raises:
+        DecodeError: the file cannot be read (the message names it and says why).
+    """
+    from vmatch.decode import iter_frames, probe
+
+    fps = _check_fps(fps)
+    p = Path(path)
+    info = probe(p)
+    times: list[float] = []
+    frames: list[np.ndarray] = []
+    n_blank = n_seen = 0
+    last_t = 0.0
+    for t, rgb in iter_frames(p, fps=fps, size=tuple(size)):
+        n_seen += 1
+        last_t = t
+        if is_blank(rgb, blank_std):
+            n_blank += 1
+            continue
+        times.append(float(t))
+        frames.append(rgb)
+    if n_seen == 0:
+        raise DecodeError(str(p), "no decodable video frames")
+    arr = np.stack(frames) if frames else np.zeros((0, size[1], size[0], 3), np.uint8)
+    return SampledVideo(np.asarray(times, np.float64), arr, _duration(info, last_t, fps), n_blank)
+
+
+def embed_sampled(sampled: SampledVideo, embedder, *, video_id: str, sha256: str = "") -> VideoEmbedding:
+    """Embed the frames of a :class:`SampledVideo` in batches of ``embedder.batch_size`` (the
+    same batches as :func:`embed_video`)."""
+    batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    n = len(sampled.timestamps)
+    feats = [embedder.embed(sampled.frames[a : a + batch]) for a in range(0, n, batch)]
+    return VideoEmbedding(
+        video_id=video_id,
+        timestamps=sampled.timestamps,
+        features=np.concatenate(feats) if feats else np.zeros((0, embedder.spec.dim), np.float32),
+        duration=sampled.duration,
+        model_id=embedder.spec.model_id,
+        sha256=sha256,
+        n_blank=sampled.n_blank,
     )
 
 
@@ -276,13 +355,36 @@ def match_query(
     )
     if isinstance(item, VideoEmbedding):
         return report
-    if bank.has_hashes():
-        report = _with_exact_matches(bank, report, Path(item), q.duration)
-    has_vpdq, has_pdq = bank.has_hashes(("vpdq",)), bank.has_hashes(("pdq",))
-    if has_vpdq or has_pdq:
-        from vmatch.signals.vpdq import hash_video_dihedral
+    return with_hash_matches(bank, report, Path(item), q.duration, device=getattr(embedder, "device", "cpu"))
 
-        variants = hash_video_dihedral(item, device=getattr(embedder, "device", "cpu"))
+
+def hash_signals_needed(bank) -> tuple[bool, bool, bool]:
+    """Which hash signals a query needs against ``bank``: (exact file hashes, vPDQ, image PDQ)."""
+    return bank.has_hashes(), bank.has_hashes(("vpdq",)), bank.has_hashes(("pdq",))
+
+
+def with_hash_matches(
+    bank,
+    report: MatchReport,
+    path: Path,
+    duration: float,
+    *,
+    device: str = "cpu",
+    digests: dict[str, str] | None = None,
+    variants: list | None = None,
+) -> MatchReport:
+    """Add the hash-signal matches (exact MD5/SHA-1, vPDQ, image PDQ) of query file ``path`` to
+    its CNN ``report``, for the signals the bank holds. ``digests`` (from ``file_hashes``) and
+    ``variants`` (from ``hash_video_dihedral``) may be given when computed elsewhere (e.g. on a
+    distributed worker); otherwise they are computed here."""
+    exact, has_vpdq, has_pdq = hash_signals_needed(bank)
+    if exact:
+        report = _with_exact_matches(bank, report, Path(path), duration, digests=digests)
+    if has_vpdq or has_pdq:
+        if variants is None:
+            from vmatch.signals.vpdq import hash_video_dihedral
+
+            variants = hash_video_dihedral(path, device=device)
         if has_vpdq:
             report = with_vpdq_matches(bank, report, *variants)
         if has_pdq:
@@ -333,13 +435,16 @@ def with_vpdq_matches(bank, report: MatchReport, *query_variants: list) -> Match
     return dataclasses.replace(report, matches=tuple(matches))
 
 
-def _with_exact_matches(bank, report: MatchReport, path: Path, duration: float) -> MatchReport:
+def _with_exact_matches(
+    bank, report: MatchReport, path: Path, duration: float, *, digests: dict[str, str] | None = None
+) -> MatchReport:
     """Add the references whose stored MD5/SHA-1 equals the query file's (score 1: the same bytes,
     so the whole video on both timelines)."""
     from vmatch.bank import EXACT_SIGNAL_TYPES
     from vmatch.signals.exact import file_hashes
 
-    digests = file_hashes(path)
+    if digests is None:
+        digests = file_hashes(path)
     whole = (Segment(0.0, duration, 0.0, duration, 1.0),)
     exact = [
         Match(reference=ref, score=1.0, segments=whole, signal_type=t)
@@ -437,21 +542,42 @@ def add_video(
     from vmatch.signals.exact import file_hashes
 
     emb = embed_video(path, embedder, fps=fps, video_id=ref_id, progress=progress, hash_file=False)
-    if len(emb) == 0:
-        raise DecodeError(str(path), f"all {emb.n_blank} sampled frames are blank (solid colour); nothing to index")
     digests = file_hashes(path)
-    emb = dataclasses.replace(emb, sha256=digests["sha256"])
     vp = None
-    if vpdq:
+    if vpdq and len(emb):
         from vmatch.signals.vpdq import hash_video
 
         vp = hash_video(path, device=getattr(embedder, "device", "cpu"))
+    return store_video(bank, path, emb, digests=digests, fps=fps, vpdq=vp)
+
+
+def store_video(
+    bank,
+    path: str | os.PathLike,
+    emb: VideoEmbedding,
+    *,
+    digests: dict[str, str],
+    fps: float,
+    vpdq: list | None = None,
+) -> VideoEmbedding:
+    """Write the embedding of video file ``path`` into ``bank`` in one transaction, with its MD5
+    and SHA-1 (``digests`` from :func:`vmatch.signals.exact.file_hashes`) and optional vPDQ.
+
+    The one add path of a video file, used by local indexing (:func:`add_video`) and by the
+    distributed engine's driver (:mod:`vmatch.distributed`), so that both store the same rows.
+
+    Raises:
+        DecodeError: every sampled frame was blank (nothing to index).
+    """
+    if len(emb) == 0:
+        raise DecodeError(str(path), f"all {emb.n_blank} sampled frames are blank (solid colour); nothing to index")
+    emb = dataclasses.replace(emb, sha256=digests["sha256"])
     bank.add_embedding(
         emb,
         source_name=Path(path).name,
         extra={"fps": fps, "n_blank": emb.n_blank},
         hashes={"md5": digests["md5"], "sha1": digests["sha1"]},
-        vpdq=vp,
+        vpdq=vpdq,
     )
     return emb
 
