@@ -73,6 +73,14 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument(
         "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
     )
+    pi.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="decode threads running ahead of the CNN (default: one per core beyond the first; 0: none)",
+    )
+    pi.add_argument(
+        "--skip-nonref", action="store_true",
+        help="fast decoding: skip non-reference frames (B-frames); a sampled frame may be a neighbour of the exact one",
+    )
 
     pm = sub.add_parser("match", parents=[common, embed_opts], help="match query videos against a bank")
     pm.add_argument("paths", nargs="+", metavar="PATH")
@@ -218,6 +226,8 @@ def cmd_index(args) -> int:
             on_error=lambda p, m: bar.write(f"vmatch: error: {m}"),
             progress=bar,
             vpdq=args.vpdq,
+            workers=args.workers,
+            skip_nonref=args.skip_nonref,
         )
         bar.close()
     finally:
@@ -592,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if hasattr(args, "batch_size") and args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        parser.error("--workers must be >= 0")
     try:
         return COMMANDS[args.command](args)
     except (BankError, ModelMismatchError, UsageError) as e:
