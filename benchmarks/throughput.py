@@ -59,20 +59,15 @@ def transcode(src: Path, dst: Path, width: int, height: int) -> Path:
         return dst
     import av
 
+    from vmatch import synth
+
     tmp = dst.with_suffix(".tmp.mp4")
-    with av.open(str(src)) as inp, av.open(str(tmp), "w") as out:
+    with av.open(str(src)) as inp:
         s_in = inp.streams.video[0]
         rate = s_in.average_rate or 24
-        s = out.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {"crf": "23", "preset": "veryfast", "g": str(int(round(2 * float(rate)))), "bf": "3"}
-        for frame in inp.decode(s_in):
-            f = frame.reformat(width=width, height=height, format="yuv420p")
-            f.pts = None
-            for pkt in s.encode(f):
-                out.mux(pkt)
-        for pkt in s.encode():
-            out.mux(pkt)
+        frames = (f.to_ndarray(width=width, height=height, format="rgb24") for f in inp.decode(s_in))
+        synth.write_video(tmp, frames, fps=rate, codec="libx264", crf=23, preset="veryfast",
+                          gop=int(round(2 * float(rate))), codec_options={"bf": "3"})
     os.replace(tmp, dst)
     return dst
 
