@@ -334,11 +334,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def create_bank(body: schemas.BankCreate, key: ApiKey = Depends(curate_key)):
         def run():
             from vmatch.errors import UsageError
-            from vmatch.models import get_model_spec
 
             if body.model is not None:
                 try:
-                    get_model_spec(body.model)
+                    engine.resolve_model(body.model)
                 except UsageError as e:
                     raise ServiceError(400, "unknown_model", str(e)) from None
             return bank_info(state.banks.create(body.name, body.model or config.default_model))

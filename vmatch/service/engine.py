@@ -51,6 +51,20 @@ def check_bank_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- embedders
+def resolve_model(name: str):
+    """The ModelSpec of a registry name, or of ``fake-thumbnail`` (the weight-free test embedder of
+    :class:`vmatch.embed.FakeEmbedder`, for tests and demos). UsageError names the known ones."""
+    from vmatch.embed import FAKE_MODEL_NAME, FakeEmbedder
+    from vmatch.models import get_model_spec, list_models
+
+    if name == FAKE_MODEL_NAME:
+        return FakeEmbedder().spec
+    try:
+        return get_model_spec(name)
+    except UsageError:
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join([*list_models(), FAKE_MODEL_NAME])}") from None
+
+
 class Embedders:
     """One embedder per model in the process, built on first use and shared by every bank and job."""
 
@@ -62,11 +76,10 @@ class Embedders:
 
     def get(self, spec):
         from vmatch.embed import make_embedder, tune_cpu_allocator
-        from vmatch.models import get_model_spec
         from vmatch.pipeline import calibration_for
 
         if isinstance(spec, str):
-            spec = get_model_spec(spec)
+            spec = resolve_model(spec)
         with self._lock:
             emb = self._by_model.get(spec.model_id)
             if emb is None:
@@ -146,7 +159,8 @@ class Banks:
             if name in self._banks or (self.root / name).exists():
                 raise ServiceError(409, "bank_exists", f"bank {name!r} already exists")
             try:
-                bank = Bank.create(self.root / name, model=model, device=self.device)
+                bank = Bank.create(self.root / name, model=resolve_model(model) if isinstance(model, str) else model,
+                                   device=self.device)
             except VmatchError as e:
                 raise from_vmatch(e) from e
             h = self._banks[name] = BankHandle(name, bank, threading.Lock())
