@@ -52,7 +52,7 @@ class Status(BaseModel):
 class BankCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Bank name: 1-64 letters, digits, `_` or `-`, starting with a letter or digit.",
-                      examples=["known-videos"])
+                      examples=["known-videos"], pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     model: Optional[str] = Field(default=None, description="Model registry name (default: the server's default model).")
 
 
