@@ -487,7 +487,9 @@ def test_bad_uploads_are_4xx_and_change_nothing(main, keys, clips, endpoint):
 def test_bad_json_and_names(main, keys):
     c = main.client
     r = c.post("/banks", json={"name": "../etc"})
-    assert r.status_code == 400 and r.json()["error"] == "invalid_bank_name"
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request" and "name" in r.json()["detail"]
+    r = c.get("/banks/.hidden")
+    assert r.status_code in (404, 422)
     r = c.post("/banks", json={"name": "x", "model": "no-such-model"})
     assert r.status_code == 400 and "no-such-model" in r.json()["detail"]
     assert c.post("/banks", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422

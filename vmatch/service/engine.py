@@ -470,6 +470,7 @@ def import_hash_list(handle: BankHandle, text: str, name: str, signal_type: str 
         handle.check_alive()
         try:
             added = handle.bank.add_hashes([(rid, t, v) for t, v, rid in rows])
+            handle.bank.save_index()  # the snapshot of the new generation, loaded now rather than by the next match
         except VmatchError as e:
             raise from_vmatch(e) from e
     return {"added": added, "lines": len(rows), "problems": problems}
@@ -485,6 +486,7 @@ def import_vpdq(handle: BankHandle, text: str, name: str, ref_id: str) -> dict:
         with handle.lock:
             handle.check_alive()
             n = handle.bank.add_vpdq(ref_id, frames)
+            handle.bank.save_index()
     except ServiceError:
         raise
     except VmatchError as e:

@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
@@ -80,6 +81,8 @@ class KeyStore:
             yield None
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # readable by the owner only (it holds key digests and names)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
