@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 import shutil
 import threading
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from vmatch.bank import DB_NAME, Bank
-from vmatch.errors import DecodeError, UsageError, VmatchError
+from vmatch.errors import UsageError, VmatchError
 from vmatch.service.config import ServiceConfig
 from vmatch.service.errors import ServiceError, from_vmatch
 from vmatch.service.metrics import Metrics
