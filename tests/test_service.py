@@ -704,3 +704,11 @@ def test_crash_loses_no_acknowledged_change(tmp_path, clips):
         assert r.status_code == 200 and "ref_a" in [m["reference"] for m in r.json()["matches"]]
     finally:
         srv2.stop()
+
+
+def test_cli_stays_light():
+    """`vmatch --help` (and `vmatch key ...`) must not import the web stack or torch."""
+    code = ("import sys, vmatch.cli as c; c._build_parser(); import vmatch.service.keys; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'pydantic', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
