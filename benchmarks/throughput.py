@@ -99,7 +99,7 @@ def files_of(name: str, work: Path) -> list[Path]:
     return files
 
 
-def stages(files: list[Path], bank_dir: Path) -> dict:
+def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
     """Each stage alone, one after the other, on the same files."""
     from vmatch import Bank
     from vmatch.decode import iter_frames
@@ -124,7 +124,7 @@ def stages(files: list[Path], bank_dir: Path) -> dict:
     r["decode_skip_nonref"] = time.monotonic() - t
     if bank_dir.exists():
         shutil.rmtree(bank_dir)
-    with Bank.open(bank_dir, create=True, device="cpu") as bank:
+    with Bank.open(bank_dir, create=True, device=device) as bank:
         emb = bank.embedder()
         emb.embed(decoded[0][2][:2])  # warm-up (oneDNN primitives)
         t = time.monotonic()
@@ -154,13 +154,13 @@ def stages(files: list[Path], bank_dir: Path) -> dict:
     return r
 
 
-def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool) -> dict:
+def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool, device: str = "cpu") -> dict:
     from vmatch import Bank
     from vmatch.pipeline import index_videos
 
     if bank_dir.exists():
         shutil.rmtree(bank_dir)
-    with Bank.open(bank_dir, create=True, device="cpu") as bank:
+    with Bank.open(bank_dir, create=True, device=device) as bank:
         bank.embedder().embed(np.zeros((2, 224, 224, 3), np.uint8) + 100)  # load + warm-up, not counted
         s = index_videos(bank, files, fps=1.0, workers=workers, skip_nonref=skip_nonref)
         t = time.monotonic()
@@ -187,6 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default="720p,1080p,short100")
     ap.add_argument("--out", default=str(HERE / "work" / "throughput"))
     ap.add_argument("--results", default=None, help="also write the tables into this Markdown file")
+    ap.add_argument("--device", default="cpu", help="where the CNN runs: cpu, cuda (the GPU benchmark), auto")
     args = ap.parse_args(argv)
     from vmatch.decode import probe
     from vmatch.embed import tune_cpu_allocator
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
     tune_cpu_allocator()
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    mach = machine()
+    mach = machine() + f", CNN on {args.device}"
     print("machine:", mach, flush=True)
     rows = []
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
@@ -202,10 +203,10 @@ def main(argv=None) -> int:
         video_s = sum(float(probe(f).duration) for f in files)
         print(f"== {name}: {len(files)} files, {video_s:.1f} s of video", flush=True)
         row = {"set": name, "files": len(files), "video_s": video_s}
-        row["stages"] = stages(files, work / "bank_stages")
+        row["stages"] = stages(files, work / "bank_stages", args.device)
         print("  stages:", {k: round(v, 2) for k, v in row["stages"].items()}, flush=True)
         for key, workers, skip in (("slow", 0, False), ("overlap", None, False), ("overlap_skip_nonref", None, True)):
-            row[key] = end_to_end(files, work / f"bank_{key}", workers=workers, skip_nonref=skip)
+            row[key] = end_to_end(files, work / f"bank_{key}", workers=workers, skip_nonref=skip, device=args.device)
             print(f"  {key}: {row[key]['elapsed']:.2f} s = {video_s / row[key]['elapsed']:.1f}x RT", flush=True)
         row["vpdq"] = run_vpdq(files)
         if row["vpdq"]:
