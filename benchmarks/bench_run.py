@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the matching benchmark made by bench_generate.py and report the figures.
 
-    python benchmarks/bench_run.py --bench benchmarks/work/bench [--systems vmatch,vpdq]
+    python benchmarks/bench_run.py --bench benchmarks/work/bench [--systems vmatch,vpdq,videohash]
 
 * vmatch: a fresh bank (``benchmarks/work/bank_bench``), the references indexed with
   ``index_videos`` (fps 1), every query matched with ``min_score=-1`` (every candidate pair with
@@ -11,6 +11,14 @@
   quality >= 50, a query frame matches a reference when some reference frame is within Hamming
   distance 31; score = query-match % (share of the query's frames that match), threshold 80 %.
   Its segment = the span of matched query frames x the span of the reference frames they matched.
+
+* videohash (PyPI ``videohash``), when its own venv exists (``--videohash-python``; it needs
+  ``pillow<10`` and the FFmpeg binary, so it never shares vmatch's environment): one 64-bit hash
+  per video, score = 1 - Hamming/64, threshold = its ``is_similar`` rule (Hamming <= 10).
+
+``--results benchmarks/RESULTS.md`` also replaces the part of that file between
+``<!-- bench:begin -->`` and ``<!-- bench:end -->`` with the tables and puts the plots beside it
+(``benchmarks/plots/``). ``benchmarks/run_benchmark.sh`` does all of it in one command.
 
 Metrics (bench_metrics.py): pair micro-AP, recall at precision 0.90 / 0.99, VSC 2022 segment AP,
 then at the system's threshold: pair precision / recall, false matches on negative queries,
@@ -207,6 +215,69 @@ def run_vpdq(refs, queries) -> dict:
     }
 
 
+VIDEOHASH_BITS = 64
+VIDEOHASH_SIMILAR = 10  # videohash's is_similar: Hamming <= ceil(15 % of 64 bits)
+
+
+def _videohash_many(python: str, paths: list[Path]) -> dict[str, dict]:
+    """Hash files with benchmarks/peer_videohash.py in videohash's own interpreter."""
+    out = subprocess.run([python, str(HERE / "peer_videohash.py"), *map(str, paths)],
+                         capture_output=True, text=True)
+    recs = {}
+    for line in out.stdout.splitlines():
+        if line.strip():
+            r = json.loads(line)
+            recs[r["path"]] = r
+    if out.returncode not in (0, 1) or not recs:
+        raise RuntimeError(f"peer_videohash.py failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+    return recs
+
+
+def run_videohash(refs, queries, python: str) -> dict:
+    """videohash (PyPI): one 64-bit hash per video (collage of 1 frame/s, wavelet hash + dominant
+    colour); score = 1 - Hamming/64; its own rule ``is_similar`` (Hamming <= 10) as threshold.
+    It does not localise: its segment is the whole query x the whole reference."""
+    errors = []
+    ref_recs = _videohash_many(python, [p for _, p in refs])
+    ref_h, idx_s, idx_video_s = {}, 0.0, 0.0
+    for rid, path in refs:
+        r = ref_recs.get(str(path), {"error": "no output"})
+        if "error" in r:
+            errors.append(f"index {rid}: {r['error']}")
+            continue
+        idx_s += r["seconds"]
+        idx_video_s += video_duration(path)
+        ref_h[rid] = (int(r["hash"], 2), video_duration(path))
+    q_recs = _videohash_many(python, [Path(q["path"]) for q in queries])
+    preds, m_s, m_video_s = [], 0.0, 0.0
+    for q in queries:
+        r = q_recs.get(str(Path(q["path"])), {"error": "no output"})
+        if "error" in r:
+            errors.append(f"match {q['query_id']}: {r['error']}")
+            continue
+        t = time.monotonic()
+        qh, qd = int(r["hash"], 2), float(q["duration"])
+        for rid, (rh, rd) in ref_h.items():
+            score = 1.0 - bin(qh ^ rh).count("1") / VIDEOHASH_BITS
+            preds.append(bm.Box(q["query_id"], rid, 0.0, qd, 0.0, rd, score))
+        m_s += r["seconds"] + time.monotonic() - t
+        m_video_s += qd
+    return {
+        "name": "videohash", "preds": preds, "threshold": 1.0 - VIDEOHASH_SIMILAR / VIDEOHASH_BITS,
+        "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
+        "load_s": 0.0, "errors": errors,
+        "note": f"videohash {_peer_version(python, 'videohash')} (own venv, pillow<10, FFmpeg binary): one 64-bit hash "
+                f"per video, score = 1 - Hamming/64, threshold = its is_similar rule (Hamming <= {VIDEOHASH_SIMILAR}); "
+                "no localisation (segment = whole videos); timings = its own hashing time per file",
+    }
+
+
+def _peer_version(python: str, dist: str) -> str:
+    out = subprocess.run([python, "-c", f"from importlib.metadata import version; print(version({dist!r}))"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
@@ -358,8 +429,13 @@ def write_predictions(path: Path, preds) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", default="benchmarks/work/bench")
-    ap.add_argument("--systems", default="vmatch,vpdq")
+    ap.add_argument("--systems", default="vmatch,vpdq,videohash")
+    ap.add_argument("--videohash-python", default=str(HERE / "work" / "venv-videohash" / "bin" / "python"),
+                    help="interpreter of videohash's own venv (it needs pillow<10)")
     ap.add_argument("--out", default=None, help="output folder (default: the bench folder's parent)")
+    ap.add_argument("--results", default=None,
+                    help="also write the tables into this Markdown file between <!-- bench:begin --> and "
+                         "<!-- bench:end --> (appended if absent) and the plots into plots/ beside it")
     args = ap.parse_args(argv)
     t_all = time.monotonic()
     bench = Path(args.bench)
@@ -382,6 +458,12 @@ def main(argv=None) -> int:
                 print(f"note: vpdq not importable ({e}); skipped (pip install vpdq)")
                 continue
             res = run_vpdq(refs, queries)
+        elif s == "videohash":
+            py = Path(args.videohash_python)
+            if not py.exists():
+                print(f"note: {py} not found; videohash skipped (benchmarks/run_benchmark.sh makes its venv)")
+                continue
+            res = run_videohash(refs, queries, str(py))
         else:
             print(f"note: unknown system {s!r}; skipped")
             continue
@@ -403,9 +485,40 @@ def main(argv=None) -> int:
     (outdir / "bench_results.json").write_text(json.dumps(
         {"meta": meta, "results": [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]}, indent=1, default=str))
     files = plots(results, outdir)
+    if args.results:
+        files += update_results(Path(args.results), md, files)
     print(md)
     print("wrote " + ", ".join([str(outdir / "bench_results.md")] + files))
     return 0
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_results(results_md: Path, md: str, plot_files: list[str]) -> list[str]:
+    """Put ``md`` (and links to the plots, copied to ``plots/`` beside the file) between the
+    bench markers of ``results_md``; written to a temporary file and renamed (never half-written)."""
+    plot_dir = results_md.parent / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    copied = []
+    for f in plot_files:
+        dst = plot_dir / Path(f).name
+        shutil.copyfile(f, dst)
+        copied.append(str(dst))
+    body = md.replace("# vmatch benchmark", "### Benchmark run", 1)
+    if copied:
+        body += "\n" + "\n".join(f"![{Path(c).stem}](plots/{Path(c).name})" for c in copied) + "\n"
+    block = f"{BEGIN}\n{body}{END}"
+    text = results_md.read_text() if results_md.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = results_md.with_name(results_md.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, results_md)
+    return copied
 
 
 if __name__ == "__main__":

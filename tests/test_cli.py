@@ -205,6 +205,22 @@ def test_index_directory_recursively_names_by_stem(capsys, tmp_path):
         assert b.snapshot().index.ntotal == 7
 
 
+def test_index_workers_and_skip_nonref_flags(capsys, tmp_path):
+    """--workers 2 --skip-nonref indexes the same files with the same frame times as --workers 0."""
+    src = tmp_path / "videos"
+    for i in range(3):
+        small_clip(src / f"clip_{i}.mp4", 1610 + i, 3 + i)
+    times = {}
+    for flags in (["--workers", "0"], ["--workers", "2", "--skip-nonref"]):
+        bank = tmp_path / f"bank{flags[1]}"
+        code, _, err = cli(capsys, "index", "--bank", bank, *flags, src)
+        assert code == 0, err
+        assert re.search(r"indexed 3 video\(s\): 12 frames", err), err
+        with Bank.open(bank) as b:
+            times[flags[1]] = {r.reference: list(b.reference_embedding(r.reference).timestamps) for r in b.list()}
+    assert times["0"] == times["2"] and len(times["0"]) == 3
+
+
 def test_reindex_same_id_replaces(capsys, tmp_path):
     a = small_clip(tmp_path / "clip_a.mp4", 1701, 5)
     b = small_clip(tmp_path / "clip_b.mp4", 1702, 3)
@@ -387,7 +403,7 @@ def test_model_mismatch_is_a_usage_error(capsys, tmp_path, match_set):
 @pytest.mark.parametrize(
     "args",
     [["match", "--fps", "0", "x.mp4"], ["index", "--fps", "abc", "x.mp4"], ["index"], ["match", "--bank", "b"],
-     ["index", "--batch-size", "0", "x.mp4"], ["frobnicate"], ["match", "--min-score", "high", "x.mp4"], []],
+     ["index", "--batch-size", "0", "x.mp4"], ["index", "--workers", "-1", "x.mp4"], ["frobnicate"], ["match", "--min-score", "high", "x.mp4"], []],
 )
 def test_bad_flags_exit_2(capsys, tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,4 @@
-"""Command line: ``vmatch index | match | hash | lookup | import | export | remove | info | list | demo``.
+"""Command line: ``vmatch index | match | hash | lookup | import | export | remove | info | list | demo | serve | key``.
 
 Exit codes: 0 success; 1 some inputs failed (the others were processed); 2 usage errors (bad
 flags, missing or corrupted bank, model mismatch); 130 interrupted.
@@ -72,6 +72,14 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--vpdq", action="store_true", help="also store each video's vPDQ hash (a second decode)")
     pi.add_argument(
         "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
+    )
+    pi.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="decode threads running ahead of the CNN (default: one per core beyond the first; 0: none)",
+    )
+    pi.add_argument(
+        "--skip-nonref", action="store_true",
+        help="fast decoding: skip non-reference frames (B-frames); a sampled frame may be a neighbour of the exact one",
     )
     pi.add_argument("--shards", type=int, default=None, metavar="N",
                     help="create the bank as N shards (split by reference id), searched together")
@@ -167,6 +175,47 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     pd.add_argument("--workdir", default=None, help="where to write the demo videos and bank (default: a temp dir)")
     pd.add_argument("--fake-model", action="store_true", help=argparse.SUPPRESS)
+
+    ps = sub.add_parser(
+        "serve",
+        help="run the HTTP matching service (FastAPI + uvicorn)",
+        description="Serve the banks under --bank-root over HTTP (OpenAPI at /docs and /openapi.json). "
+        "Every endpoint but /status/live needs an API key: make one with `vmatch key create`.",
+    )
+    ps.add_argument("--bank-root", required=True, metavar="DIR", help="directory of the banks (one sub-directory each) and the key store")
+    ps.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ps.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    ps.add_argument("--device", default="auto", help="where the CNN runs: auto, cpu, cuda")
+    ps.add_argument("--model", default=None, help="model of banks created without one (default: effnet-lite0-gem)")
+    ps.add_argument("--fps", type=_fps, default=1.0, help="sampled frames per second (default 1)")
+    ps.add_argument("--workers", type=int, default=None, help="jobs run in parallel (default: cores, at most 4)")
+    ps.add_argument("--queue-size", type=int, default=32, help="jobs that may wait for a worker; beyond: 503 + Retry-After (default 32)")
+    ps.add_argument("--threads", type=int, default=None, help="CPU threads of the CNN (default: cores / workers)")
+    ps.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload, MiB (413; default 512)")
+    ps.add_argument("--max-duration", type=float, default=3600.0, help="longest video, seconds (422; default 3600)")
+    ps.add_argument("--max-side", type=int, default=4096, help="largest frame side, pixels (422; default 4096)")
+    ps.add_argument("--max-frames", type=int, default=500_000, help="most frames a video may hold (422; default 500000)")
+    ps.add_argument("--sync-max-duration", type=float, default=120.0,
+                    help="mode=auto answers videos up to this many seconds in the request, longer ones with 202 + job id (default 120)")
+    ps.add_argument("--sync-wait", type=float, default=120.0, help="seconds a synchronous request waits before answering 202 (default 120)")
+    ps.add_argument("--job-timeout", type=float, default=900.0, help="time limit of one job, seconds (default 900)")
+    ps.add_argument("--media-root", default=None, metavar="DIR", help="allow adding references by server-side path inside DIR")
+    ps.add_argument("--upload-dir", default=None, metavar="DIR", help="where uploads are streamed (default BANK_ROOT/.uploads)")
+    ps.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    pk = sub.add_parser("key", help="create, list and revoke the service's API keys")
+    ksub = pk.add_subparsers(dest="key_command", metavar="ACTION")
+    ksub.required = True
+    kc = ksub.add_parser("create", help="create a key and print it once (only its SHA-256 is stored)")
+    kc.add_argument("--bank-root", required=True, metavar="DIR")
+    kc.add_argument("--scope", required=True, help="comma-separated: match, curate, admin (admin may do everything)")
+    kc.add_argument("--name", required=True, help="who or what uses the key")
+    kl = ksub.add_parser("list", help="list keys (ids, names, scopes; never the secrets)")
+    kl.add_argument("--bank-root", required=True, metavar="DIR")
+    kl.add_argument("--json", action="store_true")
+    kr = ksub.add_parser("revoke", help="revoke keys by id (effective on the next request)")
+    kr.add_argument("--bank-root", required=True, metavar="DIR")
+    kr.add_argument("key_ids", nargs="+", metavar="KEY_ID")
     return p
 
 
@@ -267,7 +316,8 @@ def cmd_index(args) -> int:
         on_error = lambda p, m: bar.write(f"vmatch: error: {m}")  # noqa: E731
         if args.ray is None:
             summary = index_videos(
-                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq
+                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq,
+                workers=args.workers, skip_nonref=args.skip_nonref,
             )
         else:
             with _ray_engine(bank, args) as engine:
@@ -427,46 +477,16 @@ def cmd_hash(args) -> int:
 def _read_hash_lines(
     path: str, default_type: str | None, *, with_id: bool
 ) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """``(signal_type, canonical value, id)`` of the good lines of a hash list, and one message
-    ``FILE:LINE: reason`` per malformed line (wrong length, non-hex, unknown signal type, bad id),
-    which is skipped. An unreadable file is a UsageError."""
-    from vmatch.bank import normalize_pdq, validate_ref_id
-    from vmatch.signals.exact import normalize_hex_digest
+    """See :func:`vmatch.signals.hashlist.read_hash_lines`."""
+    from vmatch.signals.hashlist import read_hash_lines
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read hash list ({getattr(e, 'strerror', None) or e})") from e
-    out, problems = [], []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(None, 2)
-        try:
-            if parts[0] in ("md5", "sha1", "pdq"):
-                t, rest = parts[0], parts[1:]
-            elif default_type is not None:
-                t, rest = default_type, parts
-            else:
-                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with md5, sha1 or pdq (or pass --signal-type)")
-            if default_type is not None and t != default_type:
-                raise UsageError(f"signal type {t} in a --signal-type {default_type} list")
-            if not rest or (with_id and len(rest) < 2):
-                raise UsageError(f"expected `<signal_type> <value>{' <id>' if with_id else ''}`")
-            rid = validate_ref_id(rest[1].strip()) if with_id else ""
-            out.append((t, normalize_pdq(rest[0]) if t == "pdq" else normalize_hex_digest(rest[0], t), rid))
-        except UsageError as e:
-            problems.append(f"{path}:{n}: {e}; line skipped")
-    return out, problems
+    return read_hash_lines(path, default_type, with_id=with_id)
 
 
 def _vpdq_id(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".txt", ".vpdq", ".json"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
+    from vmatch.signals.hashlist import vpdq_id_from_name
+
+    return vpdq_id_from_name(path)
 
 
 def _read_vpdq(path: str) -> list:
@@ -675,6 +695,58 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from vmatch.service import ServiceConfig, create_app
+    except ImportError as e:
+        raise UsageError(f"the service needs FastAPI and uvicorn: pip install 'vmatch[serve]' ({e})") from e
+    opts = dict(
+        bank_root=Path(args.bank_root), device=args.device, fps=args.fps, queue_size=args.queue_size,
+        torch_threads=args.threads, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+        max_duration=args.max_duration, max_side=args.max_side, max_frames=args.max_frames,
+        sync_max_duration=args.sync_max_duration, sync_wait=args.sync_wait, job_timeout=args.job_timeout,
+        media_root=Path(args.media_root) if args.media_root else None,
+        upload_dir=Path(args.upload_dir) if args.upload_dir else None,
+    )
+    if args.model is not None:
+        opts["default_model"] = args.model
+    if args.workers is not None:
+        opts["workers"] = args.workers
+    config = ServiceConfig(**opts)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK
+
+
+def cmd_key(args) -> int:
+    from vmatch.service.keys import KeyStore
+
+    store = KeyStore(args.bank_root)
+    if args.key_command == "create":
+        token, key = store.create(args.name, args.scope)
+        print(token)
+        print(f"created key {key.key_id} ({key.name}; scopes {','.join(key.scopes)}); it is shown only now: "
+              "store it, the server keeps only its SHA-256", file=sys.stderr)
+        return EXIT_OK
+    if args.key_command == "list":
+        for k in store.list():
+            if args.json:
+                print(json.dumps(k.to_dict()))
+            else:
+                state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+                print(f"{k.key_id}\t{k.name}\t{','.join(k.scopes)}\t{k.created_at}\t{state}")
+        return EXIT_OK
+    failed = 0
+    for kid in args.key_ids:
+        if store.revoke(kid):
+            print(f"revoked {kid}")
+        else:
+            _err(f"{kid}: no active key with this id in {args.bank_root}")
+            failed += 1
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
 COMMANDS = {
     "index": cmd_index,
     "match": cmd_match,
@@ -687,6 +759,8 @@ COMMANDS = {
     "import": cmd_import,
     "export": cmd_export,
     "shard": cmd_shard,
+    "serve": cmd_serve,
+    "key": cmd_key,
 }
 
 
@@ -699,6 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if hasattr(args, "batch_size") and args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        parser.error("--workers must be >= 0")
     try:
         return COMMANDS[args.command](args)
     except (BankError, ModelMismatchError, UsageError) as e:

@@ -494,37 +494,40 @@ def index_videos(
     progress: Callable[[float], None] | None = None,
     save_every: float = 300.0,
     vpdq: bool = False,
+    workers: int | None = None,
+    skip_nonref: bool = False,
 ) -> IndexSummary:
     """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
 
     A file that cannot be read is reported through ``on_error(path, message)`` and skipped; the
     others still go through. ``ref_id`` may only be given with exactly one path. Every reference
     also gets its MD5 and SHA-1; with ``vpdq=True`` its vPDQ hash too (a second, full-size decode).
+
+    Args:
+        workers: decode threads running ahead of the CNN (:mod:`vmatch.parallel`); None: one per
+            core beyond the first (at least 1); 0: decode and embed one after the other.
+        skip_nonref: let the decoder skip non-reference frames (B-frames): faster, and a sampled
+            frame may be a neighbour of the exact one (see benchmarks/RESULTS.md for what it costs).
     """
+    from vmatch.parallel import default_workers, index_files
+
     paths = [Path(p) for p in paths]
     if ref_id is not None and len(paths) != 1:
         raise UsageError("--id can only be used with exactly one video file")
+    fps = _check_fps(fps)
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise UsageError(f"workers must be an integer >= 0, got {workers!r}")
     summary = IndexSummary()
     t0 = time.monotonic()
-    last_save = t0
     embedder = bank.embedder()
     try:
-        for p in paths:
-            try:
-                emb = add_video(bank, p, embedder, fps=fps, ref_id=ref_id, vpdq=vpdq, progress=progress)
-            except VmatchError as e:
-                summary.failed.append((str(p), str(e)))
-                if on_error is not None:
-                    on_error(str(p), str(e))
-                continue
-            summary.videos += 1
-            summary.frames += len(emb)
-            summary.seconds += emb.duration
-            if on_done is not None:
-                on_done(str(p), emb)
-            if time.monotonic() - last_save > save_every:
-                bank.save_index()
-                last_save = time.monotonic()
+        index_files(
+            bank, paths, embedder, fps=fps, ref_id=ref_id, summary=summary, workers=workers,
+            skip_nonref=skip_nonref, vpdq=vpdq, on_error=on_error, on_done=on_done, progress=progress,
+            save_every=save_every,
+        )
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:

@@ -1,0 +1,152 @@
+"""Overlapped indexing (vmatch.parallel): decode workers ahead of the CNN through a bounded queue.
+
+The same bank as the sequential path (workers=0), whatever the number of workers; bad files
+reported and skipped while the others go through; memory bounded by the queue; Ctrl-C stops the
+workers and keeps the files stored before. The fast FakeEmbedder stands in for the CNN, except in
+the one test that compares with the real model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import scene_clip, write_clip
+from vmatch import synth
+from vmatch.bank import Bank
+from vmatch.embed import FakeEmbedder
+from vmatch.errors import UsageError
+from vmatch.pipeline import index_videos
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Six clips of different lengths and seeds, an all-black one and a text file named .mp4."""
+    d = tmp_path_factory.mktemp("parallel_media")
+    out = [write_clip(d / f"clip_{i}.mp4", scene_clip(2000 + i, 0, 2 + 3 * i)) for i in range(6)]
+    out.insert(2, write_clip(d / "black.mp4", synth.black_frames(50, 96, 64)))
+    bad = d / "not_a_video.mp4"
+    bad.write_text("hello, I am text")
+    out.insert(4, bad)
+    return out
+
+
+def _bank(path, embedder):
+    bank = Bank.open(path, create=True, model=embedder.spec)
+    bank.set_embedder(embedder)
+    return bank
+
+
+def _contents(bank):
+    out = {}
+    for ref in bank.list():
+        e = bank.reference_embedding(ref.reference)
+        out[ref.reference] = (e.timestamps, e.features, ref.duration, ref.sha256, ref.extra)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_give_the_same_bank_as_the_sequential_path(tmp_path, files, workers):
+    emb = FakeEmbedder()
+    with _bank(tmp_path / "seq", emb) as seq, _bank(tmp_path / "par", emb) as par:
+        s0 = index_videos(seq, files, workers=0)
+        errors = []
+        s1 = index_videos(par, files, workers=workers, on_error=lambda p, m: errors.append(p))
+        a, b = _contents(seq), _contents(par)
+    assert sorted(a) == sorted(b) == [f"clip_{i}" for i in range(6)]
+    for rid in a:
+        np.testing.assert_array_equal(a[rid][0], b[rid][0])  # same sampled presentation times
+        np.testing.assert_allclose(a[rid][1], b[rid][1], atol=1e-6)
+        assert a[rid][2:] == b[rid][2:]
+    assert (s1.videos, s1.frames, round(s1.seconds, 6)) == (s0.videos, s0.frames, round(s0.seconds, 6))
+    assert sorted(p for p, _ in s1.failed) == sorted(p for p, _ in s0.failed) == sorted(
+        [str(files[2]), str(files[4])])
+    assert sorted(errors) == sorted(p for p, _ in s1.failed)
+    assert all(p in m for p, m in s1.failed)  # each message names its file
+
+
+def test_real_model_features_do_not_depend_on_batching(tmp_path, files):
+    """The CNN sees batches made across files; a frame's embedding must not depend on its batch."""
+    with Bank.open(tmp_path / "seq", create=True) as seq, Bank.open(tmp_path / "par", create=True) as par:
+        par.set_embedder(seq.embedder())
+        index_videos(seq, files[:4], workers=0)
+        index_videos(par, files[:4], workers=2)
+        a, b = _contents(seq), _contents(par)
+    assert sorted(a) == sorted(b) and len(a) == 3
+    for rid in a:
+        np.testing.assert_allclose(a[rid][1], b[rid][1], atol=2e-4)
+
+
+class _SlowCountingEmbedder(FakeEmbedder):
+    """Counts frames handed to the CNN and sleeps per batch (a CNN slower than the decoder)."""
+
+    def __init__(self, decoded: list[int]) -> None:
+        super().__init__()
+        self.decoded = decoded
+        self.embedded = 0
+        self.max_in_flight = 0
+
+    def embed(self, frames):
+        self.max_in_flight = max(self.max_in_flight, self.decoded[0] - self.embedded)
+        time.sleep(0.05)
+        self.embedded += len(frames)
+        return super().embed(frames)
+
+
+def test_memory_is_bounded_by_the_queue(tmp_path, monkeypatch):
+    """A 60 s video at 4 fps (240 frames) with a slow CNN: the frames decoded but not yet embedded
+    never exceed what the queue, the workers' chunks and one batch can hold."""
+    import vmatch.decode
+
+    long_clip = write_clip(tmp_path / "long.mp4", scene_clip(3001, 0, 60, fps=5), fps=5)
+    decoded = [0]
+    real_iter = vmatch.decode.iter_frames
+
+    def counting_iter(*a, **k):
+        for item in real_iter(*a, **k):
+            decoded[0] += 1
+            yield item
+
+    monkeypatch.setattr(vmatch.decode, "iter_frames", counting_iter)
+    emb = _SlowCountingEmbedder(decoded)
+    emb.batch_size = 8
+    with _bank(tmp_path / "b", emb) as bank:
+        s = index_videos(bank, [long_clip], fps=4.0, workers=1)
+    assert s.videos == 1 and s.frames == decoded[0] >= 235
+    chunk, queue_chunks = 8, 4  # index_files defaults for batch 8, one worker
+    bound = (queue_chunks + 2) * chunk + emb.batch_size
+    assert 0 < emb.max_in_flight <= bound, (emb.max_in_flight, bound)
+
+
+def test_interrupt_stops_workers_and_keeps_finished_files(tmp_path, files):
+    class Interrupting(FakeEmbedder):
+        calls = 0
+
+        def embed(self, frames):
+            Interrupting.calls += 1
+            if Interrupting.calls == 4:
+                raise KeyboardInterrupt
+            return super().embed(frames)
+
+    emb = Interrupting()
+    emb.batch_size = 2
+    good = [f for i, f in enumerate(files) if i not in (2, 4)]
+    with _bank(tmp_path / "b", emb) as bank:
+        s = index_videos(bank, good, workers=2)
+        stored = [r.reference for r in bank.list()]
+    assert s.interrupted
+    assert len(stored) == s.videos < len(good)
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("vmatch-decode") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "decode workers still running after the interrupt"
+        time.sleep(0.05)
+
+
+def test_bad_workers_argument(tmp_path, files):
+    with _bank(tmp_path / "b", FakeEmbedder()) as bank:
+        for bad in (-1, 1.5, True):
+            with pytest.raises(UsageError, match="workers"):
+                index_videos(bank, files[:1], workers=bad)

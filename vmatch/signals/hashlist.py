@@ -1,0 +1,74 @@
+"""Shared hash lists: ``<signal_type> <value> <id>`` lines (python-threatexchange's layout plus the id).
+
+Where it sits: beside the signals; read by ``vmatch import`` / ``vmatch lookup`` (files) and by the
+HTTP service (request bodies). Parsing works on text so that both can use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmatch.errors import UsageError
+
+#: Signal types a hash-list line may start with.
+LINE_SIGNAL_TYPES = ("md5", "sha1", "pdq")
+
+
+def parse_hash_lines(
+    text: str, default_type: str | None, *, with_id: bool, source: str = "<list>"
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """``(signal_type, canonical value, id)`` of the good lines of a hash list, and one message
+    ``SOURCE:LINE: reason`` per malformed line (wrong length, non-hex, unknown signal type, bad
+    id), which is skipped. Blank lines and ``#`` comments are ignored.
+
+    Args:
+        text: the list's content.
+        default_type: the signal type of lines that carry only ``<value> [<id>]`` (``--signal-type``).
+        with_id: lines must carry a reference id (import) or not (lookup).
+        source: name used in the messages (a file name).
+    """
+    from vmatch.bank import normalize_pdq, validate_ref_id
+    from vmatch.signals.exact import normalize_hex_digest
+
+    out, problems = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 2)
+        try:
+            if parts[0] in LINE_SIGNAL_TYPES:
+                t, rest = parts[0], parts[1:]
+            elif default_type is not None:
+                t, rest = default_type, parts
+            else:
+                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with md5, sha1 or pdq (or pass --signal-type)")
+            if default_type is not None and t != default_type:
+                raise UsageError(f"signal type {t} in a --signal-type {default_type} list")
+            if not rest or (with_id and len(rest) < 2):
+                raise UsageError(f"expected `<signal_type> <value>{' <id>' if with_id else ''}`")
+            rid = validate_ref_id(rest[1].strip()) if with_id else ""
+            out.append((t, normalize_pdq(rest[0]) if t == "pdq" else normalize_hex_digest(rest[0], t), rid))
+        except UsageError as e:
+            problems.append(f"{source}:{n}: {e}; line skipped")
+    return out, problems
+
+
+def read_hash_lines(
+    path: str, default_type: str | None, *, with_id: bool
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """:func:`parse_hash_lines` of a file; an unreadable file is a UsageError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read hash list ({getattr(e, 'strerror', None) or e})") from e
+    return parse_hash_lines(text, default_type, with_id=with_id, source=path)
+
+
+def vpdq_id_from_name(name: str) -> str:
+    """Reference id of a vPDQ hash file: its name without ``.txt`` / ``.vpdq`` / ``.json``."""
+    name = Path(name).name
+    for suffix in (".txt", ".vpdq", ".json"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
