@@ -320,6 +320,9 @@ def cmd_index(args) -> int:
                 workers=args.workers, skip_nonref=args.skip_nonref,
             )
         else:
+            if args.workers is not None or args.skip_nonref:
+                raise UsageError("--workers and --skip-nonref are for a local run; with --ray the cluster's "
+                                 "tasks decode (use --ray-actors for the embedding actors)")
             with _ray_engine(bank, args) as engine:
                 summary = engine.index(
                     bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq
