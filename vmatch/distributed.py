@@ -34,7 +34,6 @@ is given, so a local run never loads Ray.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
