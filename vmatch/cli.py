@@ -53,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     embed_opts.add_argument("--fps", type=_fps, default=1.0, help="sampled frames per second (default 1)")
     embed_opts.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default 32)")
     embed_opts.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for the CNN (default: all cores)"
+        "--threads", type=int, default=None, help="CPU threads for the CNN (default: all cores; a third of them while `index` decodes in parallel)"
     )
 
     p = argparse.ArgumentParser(
@@ -317,7 +317,7 @@ def cmd_index(args) -> int:
         if args.ray is None:
             summary = index_videos(
                 bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq,
-                workers=args.workers, skip_nonref=args.skip_nonref,
+                workers=args.workers, skip_nonref=args.skip_nonref, cnn_threads=args.threads,
             )
         else:
             if args.workers is not None or args.skip_nonref:

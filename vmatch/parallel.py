@@ -26,7 +26,7 @@ here as two concurrent stages::
 
 from __future__ import annotations
 
-import os
+import contextlib
 import queue
 import threading
 import time
@@ -38,16 +38,27 @@ from typing import Callable
 import numpy as np
 
 from vmatch.errors import DecodeError, VmatchError
+from vmatch.threads import available_cores, torch_threads
 
 #: Seconds a blocked worker waits before it checks again whether the run was stopped.
 _POLL = 0.2
 
 
-def default_workers() -> int:
-    """Decode workers for this machine: one per core beyond the first, at least one (the CNN and
-    the main thread use the rest); 1 on a 2-core machine."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, n - 1)
+def default_workers(device: str = "cpu") -> int:
+    """Decode workers for this machine: one per core when the CNN runs on the CPU (a worker blocks
+    when the queue is full, so more workers than free cores costs nothing while the CNN is the
+    bottleneck), one per core beyond the feeding thread with a GPU."""
+    n = available_cores()
+    return max(1, n if str(device).startswith("cpu") else n - 1)
+
+
+def default_cnn_threads() -> int:
+    """torch threads for a CPU CNN that runs beside decode workers: a third of the cores, at least
+    one. On the 2-core machine, 2 decode workers (1 FFmpeg thread each) + 1 torch thread indexed
+    720p H.264 at 23.9x real time against 17.5x for decode-then-embed with 2 torch threads
+    (benchmarks/RESULTS.md, issue 7): torch's OpenMP threads lose more to oversubscription than
+    they gain."""
+    return max(1, available_cores() // 3)
 
 
 @dataclass
@@ -155,6 +166,7 @@ def index_files(
     skip_nonref: bool = False,
     decoder_threads: int | None = None,
     vpdq: bool = False,
+    cnn_threads: int | None = None,
     chunk_frames: int | None = None,
     queue_chunks: int | None = None,
     on_error: Callable[[str, str], None] | None = None,
@@ -167,6 +179,8 @@ def index_files(
 
     ``decoder_threads``: FFmpeg threads per decoder (None: FFmpeg's default when one worker, 1
     each when several, so that workers x threads does not oversubscribe the cores).
+    ``cnn_threads``: torch threads while decode workers run beside a CPU CNN (None:
+    :func:`default_cnn_threads`; restored afterwards); ignored for a GPU or with ``workers=0``.
     """
     from vmatch.pipeline import BLANK_STD, store_video
 
@@ -268,18 +282,23 @@ def index_files(
             except _Stopped:
                 pass
 
+    if str(device).startswith("cpu"):
+        threads_ctx = torch_threads(int(cnn_threads or default_cnn_threads()))
+    else:
+        threads_ctx = contextlib.nullcontext()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmatch-decode")
     try:
         for i, p in enumerate(paths):
             pool.submit(run, i, p)
         finished = 0
-        while finished < len(paths):
-            msg = q.get()
-            handle(msg)
-            if isinstance(msg, (_Done, _Failed)):
-                finished += 1
-            elif q.empty():
-                flush()  # nothing else ready: do not let frames wait for a full batch
+        with threads_ctx:
+            while finished < len(paths):
+                msg = q.get()
+                handle(msg)
+                if isinstance(msg, (_Done, _Failed)):
+                    finished += 1
+                elif q.empty():
+                    flush()  # nothing else ready: do not let frames wait for a full batch
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)

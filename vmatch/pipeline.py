@@ -496,6 +496,7 @@ def index_videos(
     vpdq: bool = False,
     workers: int | None = None,
     skip_nonref: bool = False,
+    cnn_threads: int | None = None,
 ) -> IndexSummary:
     """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
 
@@ -505,7 +506,10 @@ def index_videos(
 
     Args:
         workers: decode threads running ahead of the CNN (:mod:`vmatch.parallel`); None: one per
-            core beyond the first (at least 1); 0: decode and embed one after the other.
+            core with a CPU CNN, one per core beyond the first with a GPU; 0: decode and embed one
+            after the other.
+        cnn_threads: torch threads of a CPU CNN while decode workers run (None: a third of the
+            cores, at least 1; the caller's setting is restored afterwards).
         skip_nonref: let the decoder skip non-reference frames (B-frames): faster, and a sampled
             frame may be a neighbour of the exact one (see benchmarks/RESULTS.md for what it costs).
     """
@@ -515,17 +519,19 @@ def index_videos(
     if ref_id is not None and len(paths) != 1:
         raise UsageError("--id can only be used with exactly one video file")
     fps = _check_fps(fps)
-    if workers is None:
-        workers = default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+    if isinstance(workers, bool) or not (workers is None or isinstance(workers, int)) or (workers or 0) < 0:
         raise UsageError(f"workers must be an integer >= 0, got {workers!r}")
+    if cnn_threads is not None and (isinstance(cnn_threads, bool) or not isinstance(cnn_threads, int) or cnn_threads < 1):
+        raise UsageError(f"cnn_threads must be an integer >= 1, got {cnn_threads!r}")
     summary = IndexSummary()
     t0 = time.monotonic()
     embedder = bank.embedder()
+    if workers is None:
+        workers = default_workers(getattr(embedder, "device", "cpu"))
     try:
         index_files(
             bank, paths, embedder, fps=fps, ref_id=ref_id, summary=summary, workers=workers,
-            skip_nonref=skip_nonref, vpdq=vpdq, on_error=on_error, on_done=on_done, progress=progress,
+            skip_nonref=skip_nonref, vpdq=vpdq, cnn_threads=cnn_threads, on_error=on_error, on_done=on_done, progress=progress,
             save_every=save_every,
         )
     except KeyboardInterrupt:

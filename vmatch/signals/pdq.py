@@ -88,15 +88,14 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vmatch.errors import UsageError
+from vmatch.threads import torch_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -160,8 +159,6 @@ _FAST_BLOCK_ROWS = 256
 # each frame ~15x *slower* (measured: 50 ms a frame on 2 cores at load 3); a second core helps little
 # even when idle, and the caller can hash several chunks in parallel processes instead.
 _FAST_CPU_THREADS = 1
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"depth": 0, "saved": 0}
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
@@ -377,7 +374,7 @@ def pdq_hash_batch(
             chunk = stack[start : start + step]
             with torch.no_grad():
                 if not use_exact and dev.type == "cpu":
-                    with _torch_threads(_FAST_CPU_THREADS):
+                    with torch_threads(_FAST_CPU_THREADS):
                         bits, quality = _hash_rgb_fast(chunk, dev, dihedral=bool(dihedral))
                 elif not use_exact:
                     bits, quality = _hash_rgb_fast(chunk, dev, dihedral=bool(dihedral))
@@ -393,30 +390,6 @@ def pdq_hash_batch(
             bits_out[sel] = bits.reshape(len(sel), n_var, HASH_BITS).cpu().numpy()
             quality_out[sel] = quality.cpu().numpy()
     return PDQBatch(bits=bits_out if dihedral else bits_out[:, 0], quality=quality_out)
-
-
-@contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(count)``, restoring the caller's setting afterwards.
-
-    torch's thread count is process-wide: overlapping uses from several Python threads share one
-    saved value (the first to enter saves it, the last to leave restores it).
-    """
-    import torch
-
-    with _THREADS_LOCK:
-        if _THREADS_STATE["depth"] == 0:
-            _THREADS_STATE["saved"] = torch.get_num_threads()
-            if _THREADS_STATE["saved"] != count:
-                torch.set_num_threads(count)
-        _THREADS_STATE["depth"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["depth"] -= 1
-            if _THREADS_STATE["depth"] == 0 and torch.get_num_threads() != _THREADS_STATE["saved"]:
-                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 def _auto_chunk(height: int, width: int, device_type: str) -> int:
