@@ -177,10 +177,13 @@ def index_files(
     """Index ``paths`` into ``bank`` with ``workers`` decode threads (0: in the calling thread);
     fills ``summary`` (:class:`vmatch.pipeline.IndexSummary`). See the module docstring.
 
-    ``decoder_threads``: FFmpeg threads per decoder (None: FFmpeg's default when one worker, 1
-    each when several, so that workers x threads does not oversubscribe the cores).
-    ``cnn_threads``: torch threads while decode workers run beside a CPU CNN (None:
-    :func:`default_cnn_threads`; restored afterwards); ignored for a GPU or with ``workers=0``.
+    ``decoder_threads``: FFmpeg threads per decoder. None: FFmpeg's default with one worker; with
+    several, 1 each while at least as many files wait as there are workers (no oversubscription),
+    and the cores shared among the last files (a long file last is not left to one thread).
+    ``cnn_threads``: torch threads while decode workers run beside a CPU CNN. None: adaptive —
+    all cores while the queue is full (workers blocked: the CNN is the bottleneck: small videos), a
+    third of them otherwise (decoding is: HD video); the caller's setting is restored afterwards.
+    Ignored for a GPU or with ``workers=0``.
     """
     from vmatch.pipeline import BLANK_STD, store_video
 
@@ -188,16 +191,17 @@ def index_files(
     batch = max(1, int(getattr(embedder, "batch_size", 32)))
     chunk_frames = int(chunk_frames or min(batch, 16))
     queue_chunks = int(queue_chunks or max(4, 2 * max(1, workers)))
-    if decoder_threads is None:
-        decoder_threads = 0 if workers <= 1 else 1
     device = getattr(embedder, "device", "cpu")
     states: dict[int, _FileState] = {}
     pending: list[tuple[int, float, np.ndarray]] = []  # (file idx, time, frame) waiting for the CNN
     last_save = time.monotonic()
 
+    adapt: Callable[[], None] = lambda: None  # set below: CNN threads by queue depth
+
     def flush() -> None:
         if not pending:
             return
+        adapt()
         feats = embedder.embed(np.stack([f for _, _, f in pending]))
         for (i, t, _), v in zip(pending, feats):
             st = states.setdefault(i, _FileState())
@@ -252,11 +256,20 @@ def index_files(
             last_save = time.monotonic()
 
     opts = dict(fps=fps, size=size, chunk_frames=chunk_frames, blank_std=BLANK_STD, skip_nonref=skip_nonref,
-                decoder_threads=decoder_threads, vpdq=vpdq, device=device)
+                vpdq=vpdq, device=device)
     if workers <= 0:
         for i, p in enumerate(paths):
-            produce_file(i, p, handle, **opts)
+            produce_file(i, p, handle, decoder_threads=decoder_threads or 0, **opts)
         return
+    cores = available_cores()
+
+    def threads_for(i: int) -> int:
+        if decoder_threads is not None:
+            return decoder_threads
+        if workers == 1:
+            return 0
+        left = len(paths) - i  # files not started yet, this one included (the pool starts them in order)
+        return 1 if left >= workers else max(1, cores // left)
 
     q: queue.Queue = queue.Queue(maxsize=queue_chunks)
     stop = threading.Event()
@@ -273,7 +286,7 @@ def index_files(
 
     def run(i: int, p: Path) -> None:
         try:
-            produce_file(i, p, emit, **opts)
+            produce_file(i, p, emit, decoder_threads=threads_for(i), **opts)
         except _Stopped:
             pass
         except BaseException as e:  # a bug in a worker must not hang the run: report it per file
@@ -282,10 +295,22 @@ def index_files(
             except _Stopped:
                 pass
 
+    threads_ctx = contextlib.nullcontext()
     if str(device).startswith("cpu"):
-        threads_ctx = torch_threads(int(cnn_threads or default_cnn_threads()))
-    else:
-        threads_ctx = contextlib.nullcontext()
+        low = int(cnn_threads or default_cnn_threads())
+        threads_ctx = torch_threads(low)
+        if cnn_threads is None and cores > low:
+            import torch
+
+            current = [low]
+
+            def adapt_threads() -> None:
+                want = cores if q.full() else low  # workers blocked: the CNN is the bottleneck
+                if want != current[0]:
+                    torch.set_num_threads(want)
+                    current[0] = want
+
+            adapt = adapt_threads
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmatch-decode")
     try:
         for i, p in enumerate(paths):
