@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from machine import machine, replace_section  # noqa: E402
 import bench_metrics as bm  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -508,16 +508,7 @@ def update_results(results_md: Path, md: str, plot_files: list[str]) -> list[str
     body = md.replace("# vmatch benchmark", "### Benchmark run", 1)
     if copied:
         body += "\n" + "\n".join(f"![{Path(c).stem}](plots/{Path(c).name})" for c in copied) + "\n"
-    block = f"{BEGIN}\n{body}{END}"
-    text = results_md.read_text() if results_md.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = results_md.with_name(results_md.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, results_md)
+    replace_section(results_md, BEGIN, END, body)
     return copied
 
 

@@ -1,4 +1,5 @@
-"""The machine a benchmark ran on, in one line (CPU model, cores, torch threads, GPU, load)."""
+"""The machine a benchmark ran on, in one line (CPU model, cores, torch threads, GPU, load), and
+the writer of a benchmark's section of RESULTS.md."""
 
 from __future__ import annotations
 
@@ -27,3 +28,22 @@ def machine() -> str:
     load = f", load average {os.getloadavg()[0]:.1f} at start" if hasattr(os, "getloadavg") else ""
     return (f"{platform.system()} {platform.machine()}, {cpu}, {n} cores available, {torch_part}, {gpu}, "
             f"Python {platform.python_version()}{load}")
+
+
+def replace_section(path, begin: str, end: str, body: str) -> None:
+    """Put ``body`` between the marker lines ``begin`` and ``end`` of the Markdown file ``path``
+    (appended with its markers when absent); written to a temporary file and renamed, so the file
+    is never half-written."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{body}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

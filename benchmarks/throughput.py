@@ -42,7 +42,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from machine import machine  # noqa: E402
+from machine import machine, replace_section  # noqa: E402
 
 CLIPS = Path("../shared/clips")
 SETS = {
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     (work / "throughput.md").write_text(md)
     (work / "throughput.json").write_text(json.dumps({"machine": mach, "rows": rows}, indent=1))
     if args.results:
-        replace_section(Path(args.results), md)
+        replace_section(Path(args.results), BEGIN, END, md)
     print(md)
     return 0
 
@@ -250,19 +250,6 @@ def markdown(rows: list[dict], mach: str) -> str:
 
 
 BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
-
-
-def replace_section(path: Path, md: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{md}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

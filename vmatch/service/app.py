@@ -238,6 +238,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
         state.metrics.upload_bytes.inc(by=up.size)
         return up
 
+    async def upload_text(request: Request) -> bytes:
+        """A small text upload (hash list, vPDQ file, .vmsig), read and deleted at once."""
+        up = await receive_upload(request, limit=config.max_upload_bytes, upload_dir=config.upload_dir,
+                                  allowed=TEXT_TYPES)
+        try:
+            return up.path.read_bytes()
+        finally:
+            up.delete()
+
     async def checked(up: Upload):
         return await anyio.to_thread.run_sync(engine.check_video, up.path, up.display_name, config,
                                               limiter=state.probe_limiter)
@@ -475,12 +484,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         key: ApiKey = Depends(curate_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        up = await receive_upload(request, limit=config.max_upload_bytes, upload_dir=config.upload_dir,
-                                  allowed=TEXT_TYPES)
-        try:
-            data = up.path.read_bytes()
-        finally:
-            up.delete()
+        data = await upload_text(request)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -571,12 +575,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         key: ApiKey = Depends(match_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        up = await receive_upload(request, limit=config.max_upload_bytes, upload_dir=config.upload_dir,
-                                  allowed=TEXT_TYPES)
-        try:
-            data = up.path.read_bytes()
-        finally:
-            up.delete()
+        data = await upload_text(request)
         return await anyio.to_thread.run_sync(
             lambda: engine.lookup_file(h, state.embedders, signal_type, data, up.filename or "body",
                                        threshold=threshold, min_score=min_score))
