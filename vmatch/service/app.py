@@ -238,12 +238,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
         state.metrics.upload_bytes.inc(by=up.size)
         return up
 
-    async def upload_text(request: Request) -> bytes:
-        """A small text upload (hash list, vPDQ file, .vmsig), read and deleted at once."""
+    async def upload_text(request: Request) -> tuple[Upload, bytes]:
+        """A small text upload (hash list, vPDQ file, .vmsig), read and deleted at once; the
+        :class:`Upload` is returned for its names only."""
         up = await receive_upload(request, limit=config.max_upload_bytes, upload_dir=config.upload_dir,
                                   allowed=TEXT_TYPES)
         try:
-            return up.path.read_bytes()
+            return up, up.path.read_bytes()
         finally:
             up.delete()
 
@@ -484,7 +485,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         key: ApiKey = Depends(curate_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        data = await upload_text(request)
+        up, data = await upload_text(request)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -575,7 +576,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         key: ApiKey = Depends(match_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        data = await upload_text(request)
+        up, data = await upload_text(request)
         return await anyio.to_thread.run_sync(
             lambda: engine.lookup_file(h, state.embedders, signal_type, data, up.filename or "body",
                                        threshold=threshold, min_score=min_score))
