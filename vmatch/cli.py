@@ -75,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     pi.add_argument(
         "--workers", type=int, default=None, metavar="N",
-        help="decode threads running ahead of the CNN (default: one per core beyond the first; 0: none)",
+        help="decode threads running ahead of the CNN (default: one per core, one fewer with a GPU; 0: none)",
     )
     pi.add_argument(
         "--skip-nonref", action="store_true",
