@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from vmatch.errors import DecodeError, VmatchError
+from vmatch.errors import VmatchError
 from vmatch.threads import available_cores, torch_threads
 
 #: Seconds a blocked worker waits before it checks again whether the run was stopped.
@@ -111,37 +111,32 @@ def produce_file(
 ) -> None:
     """Decode, sample and digest one file, handing its frames to ``emit`` in chunks, then a
     :class:`_Done` (or a :class:`_Failed` naming the file and the reason)."""
-    from vmatch.decode import iter_frames, probe
-    from vmatch.pipeline import _duration, is_blank
+    from vmatch.decode import probe
+    from vmatch.pipeline import SampleCounts, _duration, content_frames
     from vmatch.signals.exact import file_hashes
 
     try:
         info = probe(path)
         times: list[float] = []
         frames: list[np.ndarray] = []
-        n_seen = n_blank = 0
-        last_t = sent_t = 0.0
-        for t, rgb in iter_frames(path, fps=fps, size=size, skip_nonref=skip_nonref, threads=decoder_threads):
-            n_seen += 1
-            last_t = t
-            if is_blank(rgb, blank_std):
-                n_blank += 1
-                continue
+        counts = SampleCounts()
+        sent_t = 0.0
+        for t, rgb in content_frames(path, counts, fps=fps, size=size, blank_std=blank_std,
+                                     skip_nonref=skip_nonref, threads=decoder_threads):
             times.append(float(t))
             frames.append(rgb)
             if len(frames) >= chunk_frames:
                 emit(_Frames(idx, times, frames, max(0.0, t - sent_t)))
                 sent_t = t
                 times, frames = [], []
-        if n_seen == 0:
-            raise DecodeError(str(path), "no decodable video frames")
+        n_blank, last_t = counts.n_blank, counts.last_t
         if frames:
             emit(_Frames(idx, times, frames, max(0.0, last_t - sent_t)))
             sent_t = last_t
         duration = _duration(info, last_t, fps)
         digests = file_hashes(path)
         vp = None
-        if vpdq and n_seen > n_blank:
+        if vpdq and counts.n_seen > n_blank:
             from vmatch.signals.vpdq import hash_video
 
             vp = hash_video(path, device=device)

@@ -99,7 +99,7 @@ def embed_video(
     Raises:
         DecodeError: the file cannot be read (the message names it and says why).
     """
-    from vmatch.decode import iter_frames, probe, sha256_file
+    from vmatch.decode import probe, sha256_file
 
     fps = _check_fps(fps)
     p = Path(path)
@@ -111,9 +111,6 @@ def embed_video(
     feats: list[np.ndarray] = []
     buf_t: list[float] = []
     buf_f: list[np.ndarray] = []
-    n_blank = 0
-    n_seen = 0
-    last_t = 0.0
 
     def flush() -> None:
         if buf_f:
@@ -122,24 +119,21 @@ def embed_video(
             buf_f.clear()
             buf_t.clear()
 
-    for t, rgb in iter_frames(p, fps=fps, size=size):
-        n_seen += 1
+    counts = SampleCounts()
+    reported = 0.0
+    for t, rgb in content_frames(p, counts, fps=fps, size=size, blank_std=blank_std):
         if progress is not None:
-            progress(max(0.0, t - last_t))
-        last_t = t
-        if is_blank(rgb, blank_std):
-            n_blank += 1
-            continue
+            progress(max(0.0, t - reported))
+            reported = t
         buf_t.append(float(t))
         buf_f.append(rgb)
         if len(buf_f) >= batch:
             flush()
     flush()
-    if n_seen == 0:
-        raise DecodeError(str(p), "no decodable video frames")
+    n_blank, last_t = counts.n_blank, counts.last_t
     duration = _duration(info, last_t, fps)
-    if progress is not None and duration > last_t:
-        progress(duration - last_t)
+    if progress is not None and duration > reported:
+        progress(duration - reported)
     features = np.concatenate(feats) if feats else np.zeros((0, spec.dim), np.float32)
     return VideoEmbedding(
         video_id=video_id if video_id is not None else p.stem,
@@ -157,6 +151,40 @@ def is_blank(rgb: np.ndarray, blank_std: float = BLANK_STD) -> bool:
     every colour channel (a solid colour such as red (200, 40, 40) is flat in each channel, though
     its values differ across channels)."""
     return float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < blank_std
+
+
+@dataclass
+class SampleCounts:
+    """What :func:`content_frames` saw: sampled frames, blank ones among them, the last time."""
+
+    n_seen: int = 0
+    n_blank: int = 0
+    last_t: float = 0.0
+
+
+def content_frames(
+    path: Path,
+    counts: SampleCounts,
+    *,
+    fps: float,
+    size: tuple[int, int],
+    blank_std: float = BLANK_STD,
+    **decode_options,
+):
+    """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` with
+    ``decode_options``), counting into ``counts``; raises :class:`DecodeError` at the end when the
+    file had no decodable frame. The one sampling loop of indexing and matching."""
+    from vmatch.decode import iter_frames
+
+    for t, rgb in iter_frames(path, fps=fps, size=size, **decode_options):
+        counts.n_seen += 1
+        counts.last_t = t
+        if is_blank(rgb, blank_std):
+            counts.n_blank += 1
+            continue
+        yield t, rgb
+    if counts.n_seen == 0:
+        raise DecodeError(str(path), "no decodable video frames")
 
 
 def _duration(info, last_t: float, fps: float) -> float:
