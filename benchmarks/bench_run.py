@@ -88,7 +88,8 @@ def load_bench(bench: Path):
 # --------------------------------------------------------------------------------------------------
 
 
-def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False) -> dict:
+def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyframe_gop: float = 0.0,
+               model: str | None = None) -> dict:
     from vmatch import Bank
     from vmatch.pipeline import index_videos
 
@@ -97,13 +98,13 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False) -> di
         shutil.rmtree(bank_dir)
     preds: list[bm.Box] = []
     errors = []
-    with Bank.open(bank_dir, create=True, device="cpu") as bank:
+    with Bank.open(bank_dir, create=True, device="cpu", model=model) as bank:
         t = time.monotonic()
         bank.embedder()  # model load, not counted in throughput
         load_s = time.monotonic() - t
         idx_s, idx_video_s = 0.0, 0.0
         for rid, path in refs:
-            s = index_videos(bank, [path], fps=1.0, ref_id=rid, skip_nonref=skip_nonref)
+            s = index_videos(bank, [path], fps=1.0, ref_id=rid, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop)
             idx_s += s.elapsed
             idx_video_s += s.seconds
             for p, msg in s.failed:
@@ -130,7 +131,9 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False) -> di
         "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
         "load_s": load_s, "errors": errors,
         "note": "EfficientNet-Lite0 GeM + whitening, 1 frame/s, CPU; scores from report; threshold = report.threshold"
-                + ("; references indexed with skip_nonref" if skip_nonref else ""),
+                + ("; references indexed with skip_nonref" if skip_nonref else "")
+                + (f"; references indexed in keyframe mode (GOPs <= {keyframe_gop:g} s)" if keyframe_gop else "")
+                + (f"; model {model}" if model else ""),
     }
 
 
@@ -436,6 +439,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default: the bench folder's parent)")
     ap.add_argument("--skip-nonref", action="store_true",
                     help="vmatch indexes the references with skip_nonref (the fast decode of issue 7)")
+    ap.add_argument("--keyframe-gop", type=float, default=0.0, metavar="SECONDS",
+                    help="vmatch indexes the references in keyframe mode (GOPs up to SECONDS decoded as their keyframe)")
+    ap.add_argument("--model", default=None, help="vmatch's model (default: the default model)")
     ap.add_argument("--results", default=None,
                     help="also write the tables into this Markdown file between <!-- bench:begin --> and "
                          "<!-- bench:end --> (appended if absent) and the plots into plots/ beside it")
@@ -453,7 +459,8 @@ def main(argv=None) -> int:
     for s in systems:
         t = time.monotonic()
         if s == "vmatch":
-            res = run_vmatch(refs, queries, outdir, skip_nonref=args.skip_nonref)
+            res = run_vmatch(refs, queries, outdir, skip_nonref=args.skip_nonref, keyframe_gop=args.keyframe_gop,
+                             model=args.model)
         elif s == "vpdq":
             try:
                 import vpdq  # noqa: F401

@@ -122,6 +122,11 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
         for _ in iter_frames(f, fps=1.0, size=(224, 224), skip_nonref=True):
             pass
     r["decode_skip_nonref"] = time.monotonic() - t
+    t = time.monotonic()
+    for f in files:  # the fast reference mode at the fast model's input size
+        for _ in iter_frames(f, fps=1.0, size=(160, 160), skip_nonref=True, keyframe_gop=2.0):
+            pass
+    r["decode_keyframes"] = time.monotonic() - t
     if bank_dir.exists():
         shutil.rmtree(bank_dir)
     with Bank.open(bank_dir, create=True, device=device) as bank:
@@ -134,6 +139,17 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
             embs.append(VideoEmbedding(f.stem, ts, feats, float(ts[-1]) + 1.0, emb.spec.model_id, sha256=""))
         r["embed"] = time.monotonic() - t
         r["frames"] = int(sum(len(ts) for _, ts, _ in decoded))
+        from vmatch.embed import make_embedder
+        from vmatch.synth import resize
+
+        fast = make_embedder("effnet-lite0-gem-fast", device=device)
+        small = [resize(fr, height=160, width=160) for _, _, fr in decoded]
+        fast.embed(small[0][:2])  # warm-up
+        t = time.monotonic()
+        for fr in small:
+            for a in range(0, len(fr), 32):
+                fast.embed(fr[a:a + 32])
+        r["embed_fast"] = time.monotonic() - t
         t = time.monotonic()
         for e in embs:
             bank.add_embedding(e)
@@ -154,15 +170,28 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
     return r
 
 
-def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool, device: str = "cpu") -> dict:
+#: End-to-end configurations: key -> (label, workers, skip_nonref, keyframe_gop, model).
+CONFIGS = {
+    "slow": ("slow path (workers=0)", 0, False, 0.0, None),
+    "overlap": ("overlapped", None, False, 0.0, None),
+    "overlap_skip_nonref": ("overlapped + skip_nonref", None, True, 0.0, None),
+    "fast_model": ("fast model", None, False, 0.0, "effnet-lite0-gem-fast"),
+    "fast_keyframes": ("fast model + keyframes + skip_nonref", None, True, 2.0, "effnet-lite0-gem-fast"),
+}
+
+
+def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool, keyframe_gop: float = 0.0,
+               model: str | None = None, device: str = "cpu") -> dict:
     from vmatch import Bank
     from vmatch.pipeline import index_videos
 
     if bank_dir.exists():
         shutil.rmtree(bank_dir)
-    with Bank.open(bank_dir, create=True, device=device) as bank:
-        bank.embedder().embed(np.zeros((2, 224, 224, 3), np.uint8) + 100)  # load + warm-up, not counted
-        s = index_videos(bank, files, fps=1.0, workers=workers, skip_nonref=skip_nonref)
+    with Bank.open(bank_dir, create=True, device=device, model=model) as bank:
+        emb = bank.embedder()
+        h, w = emb.spec.input_size
+        emb.embed(np.zeros((2, h, w, 3), np.uint8) + 100)  # load + warm-up, not counted
+        s = index_videos(bank, files, fps=1.0, workers=workers, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop)
         t = time.monotonic()
         bank.save_index()
         save = time.monotonic() - t
@@ -205,9 +234,11 @@ def main(argv=None) -> int:
         row = {"set": name, "files": len(files), "video_s": video_s}
         row["stages"] = stages(files, work / "bank_stages", args.device)
         print("  stages:", {k: round(v, 2) for k, v in row["stages"].items()}, flush=True)
-        for key, workers, skip in (("slow", 0, False), ("overlap", None, False), ("overlap_skip_nonref", None, True)):
-            row[key] = end_to_end(files, work / f"bank_{key}", workers=workers, skip_nonref=skip, device=args.device)
-            print(f"  {key}: {row[key]['elapsed']:.2f} s = {video_s / row[key]['elapsed']:.1f}x RT", flush=True)
+        for key, (_, workers, skip, gop, model) in CONFIGS.items():
+            row[key] = end_to_end(files, work / f"bank_{key}", workers=workers, skip_nonref=skip, keyframe_gop=gop,
+                                  model=model, device=args.device)
+            print(f"  {key}: {row[key]['elapsed']:.2f} s = {video_s / row[key]['elapsed']:.1f}x RT "
+                  f"({row[key]['frames']} frames)", flush=True)
         row["vpdq"] = run_vpdq(files)
         if row["vpdq"]:
             print(f"  vpdq: {row['vpdq']['elapsed']:.2f} s = {video_s / row['vpdq']['elapsed']:.1f}x RT", flush=True)
@@ -224,27 +255,32 @@ def main(argv=None) -> int:
 def markdown(rows: list[dict], mach: str) -> str:
     L = [f"Machine: {mach}. Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
          f"load average {os.getloadavg()[0]:.1f} at the end.", ""]
-    L.append("End to end (decode → sample 1 frame/s → CNN → bank write), × real time (higher is faster):")
+    L.append("End to end (decode → sample 1 frame/s → CNN → bank write), × real time (higher is faster); "
+             "frames stored in brackets where they differ from the exact sampling:")
     L.append("")
-    L.append("| set | files | video s | frames | vPDQ (1 hash/s) | vmatch slow path (workers=0) | overlapped (default) | "
-             "overlapped + skip_nonref | best / vPDQ |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| set | files | video s | frames | vPDQ (1 hash/s) | " + " | ".join(c[0] for c in CONFIGS.values())
+             + " | best / vPDQ |")
+    L.append("|---|---|---|---|---|" + "---|" * len(CONFIGS) + "---|")
     for r in rows:
         v = r["video_s"]
-        x = {k: v / r[k]["elapsed"] for k in ("slow", "overlap", "overlap_skip_nonref")}
+        x = {k: v / r[k]["elapsed"] for k in CONFIGS}
         vp = v / r["vpdq"]["elapsed"] if r.get("vpdq") else float("nan")
-        best = max(x.values())
-        L.append(f"| {r['set']} | {r['files']} | {v:.0f} | {r['overlap']['frames']} | {vp:.1f} | {x['slow']:.1f} | "
-                 f"{x['overlap']:.1f} | {x['overlap_skip_nonref']:.1f} | {best / vp:.2f} |")
+        n = r["overlap"]["frames"]
+        cells = [f"{x[k]:.1f}" + (f" ({r[k]['frames']})" if r[k]["frames"] != n else "") for k in CONFIGS]
+        L.append(f"| {r['set']} | {r['files']} | {v:.0f} | {n} | {vp:.1f} | " + " | ".join(cells)
+                 + f" | {max(x.values()) / vp:.2f} |")
     L.append("")
     L.append("Stages alone, one after the other (seconds; × real time in brackets):")
     L.append("")
-    L.append("| set | decode+sample | decode (skip_nonref) | CNN (frames/s) | bank write | search | align |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| set | decode+sample | decode (skip_nonref) | decode (keyframes + skip_nonref, 160²) | CNN (frames/s) "
+             "| CNN fast model (frames/s) | bank write | search | align |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s, v = r["stages"], r["video_s"]
         L.append(f"| {r['set']} | {s['decode']:.2f} ({v / s['decode']:.0f}×) | {s['decode_skip_nonref']:.2f} "
-                 f"({v / s['decode_skip_nonref']:.0f}×) | {s['embed']:.2f} ({s['frames'] / s['embed']:.0f}/s) | "
+                 f"({v / s['decode_skip_nonref']:.0f}×) | {s['decode_keyframes']:.2f} ({v / s['decode_keyframes']:.0f}×) | "
+                 f"{s['embed']:.2f} ({s['frames'] / s['embed']:.0f}/s) | "
+                 f"{s['embed_fast']:.2f} ({s['frames'] / s['embed_fast']:.0f}/s) | "
                  f"{s['bank_add']:.3f} | {s['search']:.3f} | {s['align']:.3f} |")
     return "\n".join(L) + "\n"
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from vmatch.augment import augment  # noqa: E402
 from vmatch.decode import iter_frames  # noqa: E402
 from vmatch.embed import TorchEmbedder, tune_cpu_allocator  # noqa: E402
-from vmatch.models import get_model_spec  # noqa: E402
+from vmatch.models import file_sha256, get_model_spec  # noqa: E402
 from vmatch.synth import resize, scene_frames, uninformative_frames  # noqa: E402
 
 
@@ -75,19 +76,25 @@ SEED_TRAIN, SEED_CAL_REFS, SEED_CAL_NEGS, SEED_FILLER = 900_000, 910_000, 920_00
 GENERATED_CAL = 30
 
 
+#: The model's input (height, width); set by main() from the target model's spec.
+SIZE = (224, 224)
+
+
 def generated_frames(seed: int, n: int, fps: float) -> np.ndarray:
     """Generated footage as the decoder hands it to the CNN: even seeds 16:9 (320x180) squashed to
-    224x224, odd seeds square. Tests and the demo use 16:9 generated clips."""
+    the input size, odd seeds square. Tests and the demo use 16:9 generated clips."""
+    h, w = SIZE
     if seed % 2 == 0:
-        return resize(scene_frames(seed, width=320, height=180, n_frames=n, fps=fps), height=224, width=224)
-    return scene_frames(seed, width=224, height=224, n_frames=n, fps=fps)
+        return resize(scene_frames(seed, width=320, height=180, n_frames=n, fps=fps), height=h, width=w)
+    square = scene_frames(seed, width=224, height=224, n_frames=n, fps=fps)
+    return square if (h, w) == (224, 224) else resize(square, height=h, width=w)
 
 
 def calibration_frames(seed: int, n: int) -> np.ndarray:
     """Generated footage for calibration at 1 frame/s, in the sizes tests and demos use
-    (160x90, 320x180, 224x224 by ``seed % 3``), squashed to 224x224 as the decoder does."""
+    (160x90, 320x180, 224x224 by ``seed % 3``), squashed to the input size as the decoder does."""
     w, h = ((160, 90), (320, 180), (224, 224))[seed % 3]
-    return resize(scene_frames(seed, width=w, height=h, n_frames=n, fps=1.0), height=224, width=224)
+    return resize(scene_frames(seed, width=w, height=h, n_frames=n, fps=1.0), height=SIZE[0], width=SIZE[1])
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -126,7 +133,7 @@ def pair_eval(q: np.ndarray, db: np.ndarray, labels: np.ndarray) -> tuple[float,
     return float(np.mean(pos > neg)), float(np.mean(pos - neg))
 
 
-def calibrate(emb, frames, clip_of, raw, mean, comps, *, groups, extra_bg, fps, seed, beta=1.0, copies=3):
+def calibrate(emb, frames, clip_of, raw, mean, comps, *, spec, groups, extra_bg, fps, seed, beta=1.0, copies=3):
     """Choose the global pair-score threshold on the training clips (two folds, see step 6).
 
     Returns (threshold, report). The threshold is the highest negative pair score seen plus a
@@ -135,11 +142,9 @@ def calibrate(emb, frames, clip_of, raw, mean, comps, *, groups, extra_bg, fps, 
     import tempfile
 
     from vmatch.bank import Bank
-    from vmatch.models import get_model_spec
     from vmatch.pipeline import MatchParams, ModelCalibration, match_embedding
     from vmatch.types import VideoEmbedding
 
-    spec = get_model_spec("effnet-lite0-gem")
     step = max(1, int(round(fps)))  # 1 sampled frame per second from the 2 fps decode
     rng = np.random.default_rng(seed + 7)
     clips = np.unique(clip_of)
@@ -228,19 +233,32 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--synthetic", type=int, default=16, help="generated scene clips added to training (30 s each)")
     ap.add_argument("--cache", type=Path, default=None, help="reuse/store raw features here (speeds up re-fits)")
-    ap.add_argument("--out", type=Path, default=ROOT / "models" / "effnet_lite0_gem_pca256.npz")
+    ap.add_argument("--model", default="effnet-lite0-gem",
+                    help="registered model whose projection is fitted (its input size, flip averaging, file name)")
+    ap.add_argument("--flip-share", type=float, default=None,
+                    help="share of edited copies also mirrored (default: 0 for flip-averaged models, 0.5 for "
+                         "single-pass ones, so that the whitening learns to ignore mirroring)")
+    ap.add_argument("--out", type=Path, default=None, help="default: models/<the model's projection file>")
     args = ap.parse_args(argv)
 
+    global SIZE
+    target = get_model_spec(args.model)
+    if not target.projection:
+        raise SystemExit(f"model {args.model!r} has no projection file to fit")
+    SIZE = tuple(target.input_size)
+    out = args.out or ROOT / "models" / target.projection
+    flip_share = args.flip_share if args.flip_share is not None else (0.0 if target.hflip_tta else 0.5)
     t0 = time.time()
     tune_cpu_allocator()
     rng = np.random.default_rng(args.seed)
-    raw_spec = get_model_spec("effnet-lite0-gem-raw")
+    # The same network, pooling and flip averaging as the target, without projection (raw GeM).
+    raw_spec = dataclasses.replace(target, name=target.name + "-raw", projection="", projection_sha256="", dim=1280)
     emb = TorchEmbedder(raw_spec, device="cpu", batch_size=32)
     clips_g = training_clips(args.clips, args.split)
     clips = [p for p, _ in clips_g]
     frames, clip_of, times = [], [], []
     for ci, p in enumerate(clips):
-        ts, fr = decode_clip(p, args.fps)
+        ts, fr = decode_clip(p, args.fps, size=SIZE)
         frames.append(fr)
         clip_of += [ci] * len(fr)
         times.append(ts)
@@ -265,6 +283,9 @@ def main(argv=None) -> int:
         for k in range(args.pairs):
             others = rng.integers(0, n, size=n)
             edited = np.stack([augment(frames[i], rng, other=frames[others[i]]) for i in range(n)])
+            if flip_share > 0:  # mirrored copies are positives too: single-pass models learn to ignore mirroring
+                flip = rng.random(n) < flip_share
+                edited[flip] = edited[flip][:, :, ::-1]
             pairs_a.append(raw)
             pairs_b.append(emb.embed_raw_gem(edited))
             print(f"  pair set {k + 1}/{args.pairs} done ({time.time() - t0:.0f}s)", file=sys.stderr)
@@ -289,7 +310,7 @@ def main(argv=None) -> int:
     # Background: training frames at ~1 fps plus generated uninformative frames.
     step = max(1, int(round(args.fps)))
     bg_frames_raw = raw[:n_real:step]  # real training frames only
-    unin = uninformative_frames((224, 224))
+    unin = uninformative_frames(SIZE)
     synth_raw = raw[n_real::step]  # generated scenes: suppress "looks like generated footage" matches
     unin_p = project(emb.embed_raw_gem(unin), mean, comps)
     bg = np.concatenate([project(bg_frames_raw, mean, comps), unin_p, project(synth_raw, mean, comps)])
@@ -298,11 +319,11 @@ def main(argv=None) -> int:
         emb, frames[:n_real], clip_of[:n_real], raw[:n_real], mean, comps,
         groups=[g for _, g in clips_g],
         extra_bg=np.concatenate([unin_p, project(synth_raw, mean, comps)]),
-        fps=args.fps, seed=args.seed,
+        spec=target, fps=args.fps, seed=args.seed,
     )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp.npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
     np.savez(
         tmp,
         mean=mean,
@@ -310,9 +331,13 @@ def main(argv=None) -> int:
         background=bg.astype(np.float16),
         threshold=np.float32(threshold),
     )
-    tmp.replace(args.out)
+    tmp.replace(out)
     meta = {
-        "recipe": "models/fit_projection.py",
+        "recipe": f"models/fit_projection.py --model {args.model}",
+        "model": args.model,
+        "input_size": list(SIZE),
+        "hflip_tta": target.hflip_tta,
+        "flip_share": flip_share,
         "training_clips": [p.name for p in clips],
         "frames": int(n),
         "fps": args.fps,
@@ -327,7 +352,8 @@ def main(argv=None) -> int:
         "calibration": cal_report,
         "seconds": round(time.time() - t0, 1),
     }
-    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta["sha256"] = file_sha256(out)
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta, indent=2))
     return 0
 

@@ -221,6 +221,19 @@ def test_index_workers_and_skip_nonref_flags(capsys, tmp_path):
     assert times["0"] == times["2"] and len(times["0"]) == 3
 
 
+def test_index_keyframes_flag(capsys, tmp_path):
+    """--keyframes 4: a GOP up to 4 s long is stored as its keyframe alone; a bad value is a usage error."""
+    src = tmp_path / "videos"
+    write_clip(src / "short.mp4", scene_clip(1620, 0, 3), gop=1000)  # one GOP of 3 s
+    bank = tmp_path / "bank"
+    code, _, err = cli(capsys, "index", "--bank", bank, "--keyframes", "4", src)
+    assert code == 0, err
+    with Bank.open(bank) as b:
+        assert list(b.reference_embedding("short").timestamps) == [0.0]
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "bank2", "--keyframes", "-1", src)
+    assert code == 2 and "keyframe_gop" in err
+
+
 def test_reindex_same_id_replaces(capsys, tmp_path):
     a = small_clip(tmp_path / "clip_a.mp4", 1701, 5)
     b = small_clip(tmp_path / "clip_b.mp4", 1702, 3)

@@ -106,6 +106,34 @@ def test_skip_nonref_still_gives_increasing_times(make_video: Callable[..., Path
     assert all(abs(t - round(t)) < 0.2 for t in got)
 
 
+def test_keyframe_mode_decodes_short_gops_as_their_keyframe(make_video: Callable[..., Path]) -> None:
+    # 10 s at 25 fps with a keyframe every 5 s: with keyframe_gop=6 each GOP is its keyframe alone,
+    # on screen until the next one (the last until the end of the file).
+    path = make_video("gop5.mp4", seconds=10.0, fps=25, gop=125, codec_options={"bf": "0", "sc_threshold": "0"})
+    assert _times(path, fps=1.0, size=(32, 32)) == pytest.approx(list(range(10)), abs=1e-6)
+    fast = list(iter_frames(path, fps=1.0, size=(32, 32), keyframe_gop=6.0))
+    assert [t for t, _ in fast] == pytest.approx([0.0, 5.0], abs=1e-6)
+    exact = dict(iter_frames(path, fps=1.0, size=(32, 32)))
+    for t, rgb in fast:  # the keyframes themselves, pixel for pixel
+        assert np.array_equal(rgb, exact[round(t)])
+    # GOPs longer than keyframe_gop are decoded and sampled exactly.
+    assert _times(path, fps=1.0, size=(32, 32), keyframe_gop=4.0) == pytest.approx(list(range(10)), abs=1e-6)
+
+
+def test_keyframe_mode_samples_every_keyframe_up_to_fps(make_video: Callable[..., Path]) -> None:
+    path = make_video("gop1.mp4", seconds=6.0, fps=25, gop=25, codec_options={"bf": "2", "sc_threshold": "0"})
+    fast = _times(path, fps=1.0, size=(32, 32), keyframe_gop=2.0)
+    assert fast == pytest.approx([0, 1, 2, 3, 4, 5], abs=1e-6)
+    assert _times(path, fps=0.5, size=(32, 32), keyframe_gop=2.0) == pytest.approx([0, 2, 4], abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "2"])
+def test_keyframe_gop_must_be_seconds(make_video: Callable[..., Path], bad) -> None:
+    path = make_video("cfr25.mp4", seconds=3.0, fps=25)
+    with pytest.raises(UsageError, match="keyframe_gop"):
+        iter_frames(path, keyframe_gop=bad)
+
+
 def test_frames_match_the_source_pixels(make_video: Callable[..., Path]) -> None:
     frames = synth.scene_frames(11, width=96, height=64, n_frames=10, fps=10)
     path = make_video("pixels.mp4", frames=frames, fps=10, crf=12)

@@ -26,6 +26,8 @@ from vmatch.models import (
     LITE0_WEIGHTS_SHA256,
     InvalidModelSpecError,
     ModelSpec,
+    default_models_dir,
+    file_sha256,
     get_model_spec,
     list_models,
     load_calibration,
@@ -382,6 +384,36 @@ def test_registry() -> None:
     ) == default
     with pytest.raises(UsageError, match="effnet-lite0-gem"):
         get_model_spec("resnet50")
+    # The fast model: one CNN pass at 160x160 (mirroring learned by its whitening), its own projection.
+    fast = get_model_spec("effnet-lite0-gem-fast")
+    assert fast.input_size == (160, 160) and not fast.hflip_tta and fast.crop_borders
+    assert fast.projection == "effnet_lite0_gem160_pca256.npz" and fast.dim == 256
+    assert fast.model_id != default.model_id
+
+
+def test_fast_model_learned_to_ignore_mirroring(images: np.ndarray) -> None:
+    # One CNN pass, no flip averaging: a mirrored frame must still be its own nearest neighbour and
+    # score far above other scenes (the whitening was fitted with mirrored copies as positives).
+    emb = make_embedder("effnet-lite0-gem-fast", device="cpu", batch_size=8)
+    from vmatch.synth import resize
+
+    small = resize(images, height=160, width=160)
+    a = emb.embed(small)
+    b = emb.embed(np.ascontiguousarray(small[:, :, ::-1]))
+    sims = a @ b.T
+    assert np.all(np.argmax(sims, axis=1) == np.arange(len(small)))
+    off = sims[~np.eye(len(small), dtype=bool)]
+    assert np.diag(sims).min() > 0.8  # measured 0.84-0.92 (these generated scenes resemble each other:
+    assert np.diag(sims).min() > off.max() + 0.2  # other scenes reach 0.59, in the same orientation 0.56)
+
+
+def test_fast_model_projection_is_the_committed_file() -> None:
+    fast = get_model_spec("effnet-lite0-gem-fast")
+    path = default_models_dir() / fast.projection
+    assert file_sha256(path) == fast.projection_sha256
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["model"] == fast.name and meta["input_size"] == list(fast.input_size)
+    assert meta["sha256"] == fast.projection_sha256
 
 
 def test_spec_json_round_trip_and_model_id() -> None:

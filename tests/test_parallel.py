@@ -150,3 +150,30 @@ def test_bad_workers_argument(tmp_path, files):
         for bad in (-1, 1.5, True):
             with pytest.raises(UsageError, match="workers"):
                 index_videos(bank, files[:1], workers=bad)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_keyframe_mode_indexes_fewer_frames_and_never_loses_a_file(tmp_path, workers):
+    """Keyframe mode stores the keyframes of short GOPs; a clip whose only keyframe is black (a
+    fade-in) is sampled exactly instead of being reported as blank."""
+    fps = 10
+    short_gops = write_clip(tmp_path / "gop1.mp4", scene_clip(3100, 0, 6.0, fps=fps), fps=fps, gop=10)
+    clip = scene_clip(3101, 0, 2.0, fps=fps)
+    leader = np.concatenate([synth.black_frames(fps, clip.shape[2], clip.shape[1]), clip])
+    black_key = write_clip(tmp_path / "black_key.mp4", leader, fps=fps, gop=100)
+    emb = FakeEmbedder()
+    with _bank(tmp_path / "exact", emb) as exact, _bank(tmp_path / "kf", emb) as kf:
+        index_videos(exact, [short_gops, black_key], workers=workers, fps=2.0)
+        s = index_videos(kf, [short_gops, black_key], workers=workers, fps=2.0, keyframe_gop=1.5)
+        assert not s.failed
+        a, b = _contents(exact), _contents(kf)
+    assert np.allclose(a["gop1"][0], np.arange(12) / 2)  # exact: every 0.5 s
+    assert np.allclose(b["gop1"][0], np.arange(6))  # keyframes only: one per 1-s GOP
+    keep = np.isin(a["gop1"][0], b["gop1"][0])
+    assert np.allclose(a["gop1"][1][keep], b["gop1"][1])  # the same frames, same embeddings
+    assert np.allclose(b["black_key"][0], a["black_key"][0]) and len(a["black_key"][0]) == 4
+
+
+def test_keyframe_gop_is_checked(tmp_path, files):
+    with _bank(tmp_path / "b", FakeEmbedder()) as bank, pytest.raises(UsageError, match="keyframe_gop"):
+        index_videos(bank, files[:1], keyframe_gop=-1)

@@ -81,6 +81,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--skip-nonref", action="store_true",
         help="fast decoding: skip non-reference frames (B-frames); a sampled frame may be a neighbour of the exact one",
     )
+    pi.add_argument(
+        "--keyframes", type=float, nargs="?", const=2.0, default=0.0, metavar="SECONDS",
+        help="fast mode for references: a GOP up to SECONDS long (default 2) is decoded as its keyframe alone, "
+        "longer ones in full; much faster on short-GOP uploads (see benchmarks/RESULTS.md for its accuracy cost)",
+    )
     pi.add_argument("--shards", type=int, default=None, metavar="N",
                     help="create the bank as N shards (split by reference id), searched together")
     pi.add_argument("--shard", type=int, default=None, metavar="I",
@@ -318,10 +323,11 @@ def cmd_index(args) -> int:
             summary = index_videos(
                 bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq,
                 workers=args.workers, skip_nonref=args.skip_nonref, cnn_threads=args.threads,
+                keyframe_gop=args.keyframes,
             )
         else:
-            if args.workers is not None or args.skip_nonref:
-                raise UsageError("--workers and --skip-nonref are for a local run; with --ray the cluster's "
+            if args.workers is not None or args.skip_nonref or args.keyframes:
+                raise UsageError("--workers, --skip-nonref and --keyframes are for a local run; with --ray the cluster's "
                                  "tasks decode (use --ray-actors for the embedding actors)")
             with _ray_engine(bank, args) as engine:
                 summary = engine.index(

@@ -40,6 +40,7 @@ __all__ = [
     "MIN_SIDE",
     "VIDEO_EXTENSIONS",
     "check_frame_size",
+    "check_keyframe_gop",
     "find_videos",
     "iter_frames",
     "probe",
@@ -491,29 +492,95 @@ class _DecodeStats:
     first_error: str = ""
     stopped_early: str = ""
     dropped_out_of_order: int = 0
+    #: Keyframe mode: packets not decoded (the inside of short GOPs), GOPs kept to their keyframe,
+    #: leading frames of a decoded GOP dropped because they referred to a skipped one.
+    skipped_packets: int = 0
+    keyframe_gops: int = 0
+    dropped_leading: int = 0
+    #: Keyframe mode: the highest packet end (pts + duration, stream ticks) demuxed, i.e. where the
+    #: video really ends although its last decoded frame may be a keyframe seconds earlier.
+    end_ticks: int | None = None
+    #: Keyframe mode: frames before this pts that are not keyframes are dropped (the leading
+    #: B-frames of an open GOP whose references were skipped).
+    floor_pts: int | None = None
 
 
-def _decoded_frames(
-    name: str, container: Any, stream: Any, stats: _DecodeStats
-) -> Iterator[av.VideoFrame]:
-    """Decode the video stream packet by packet, surviving corrupt packets.
-
-    A packet that fails to decode is skipped (counted in ``stats``); decoding stops after
-    ``_MAX_CONSECUTIVE_ERRORS`` consecutive failures or when the demuxer itself fails (truncated
-    file), after flushing the decoder so frames already decoded are not lost.
-    """
-    consecutive = 0
+def _packets(container: Any, stream: Any, stats: _DecodeStats) -> Iterator[Any]:
+    """The stream's packets (end-of-stream markers left out); a demuxer failure ends them."""
     demux = container.demux(stream)
     while True:
         try:
             packet = next(demux)
         except StopIteration:
-            break
+            return
         except _FFMPEG_ERRORS as exc:
             stats.stopped_early = f"reading the file failed ({_describe(exc)})"
-            break
+            return
         if packet.size == 0 and packet.pts is None and packet.dts is None:
-            continue  # demuxer's end-of-stream marker; flushed below
+            continue  # demuxer's end-of-stream marker; the decoder is flushed by the caller
+        yield packet
+
+
+def _keyframe_packets(packets: Iterator[Any], stream: Any, stats: _DecodeStats, gop: float) -> Iterator[Any]:
+    """Keyframe mode: a GOP (keyframe to next keyframe) no longer than ``gop`` seconds is sent to
+    the decoder as its keyframe alone; a longer one is decoded whole.
+
+    At most ``gop`` seconds of compressed packets are held back while a GOP's length is unknown,
+    so memory stays bounded on any stream. Packets before the first flagged keyframe, and files
+    without timestamps, are decoded whole.
+    """
+    tb = stream.time_base
+    if not tb or gop <= 0:
+        yield from packets
+        return
+    limit = int(Fraction(gop) / Fraction(tb))
+    pending: list[Any] = []
+    key_pts = 0
+    prev_skipped = False
+    for packet in packets:
+        if packet.pts is not None:
+            end = packet.pts + (packet.duration or 0)
+            stats.end_ticks = end if stats.end_ticks is None else max(stats.end_ticks, end)
+        if packet.is_keyframe and packet.pts is not None:
+            if pending:  # the previous GOP ended within the limit: its keyframe stands for it
+                yield pending[0]
+                stats.skipped_packets += len(pending) - 1
+                stats.keyframe_gops += 1
+            prev_skipped = bool(pending)
+            pending = [packet]
+            key_pts = packet.pts
+            continue
+        if not pending:
+            yield packet  # before the first keyframe, or inside a long GOP
+            continue
+        pending.append(packet)
+        if packet.pts is not None and packet.pts - key_pts > limit:  # a long GOP: decode all of it
+            if prev_skipped:
+                stats.floor_pts = key_pts
+            yield from pending
+            pending = []
+    if pending:  # the last GOP, short up to the end of the file
+        yield pending[0]
+        stats.skipped_packets += len(pending) - 1
+        stats.keyframe_gops += 1
+
+
+def _decoded_frames(
+    name: str, container: Any, stream: Any, stats: _DecodeStats, *, keyframe_gop: float = 0.0
+) -> Iterator[av.VideoFrame]:
+    """Decode the video stream packet by packet, surviving corrupt packets.
+
+    A packet that fails to decode is skipped (counted in ``stats``); decoding stops after
+    ``_MAX_CONSECUTIVE_ERRORS`` consecutive failures or when the demuxer itself fails (truncated
+    file), after flushing the decoder so frames already decoded are not lost. With
+    ``keyframe_gop > 0`` only the keyframes of GOPs up to that many seconds long are decoded
+    (:func:`_keyframe_packets`).
+    """
+    consecutive = 0
+    packets = _packets(container, stream, stats)
+    if keyframe_gop > 0:
+        packets = _keyframe_packets(packets, stream, stats, keyframe_gop)
+    for packet in packets:
         try:
             frames = stream.decode(packet)
         except _FFMPEG_ERRORS as exc:
@@ -526,9 +593,7 @@ def _decoded_frames(
                 break
             continue
         consecutive = 0
-        for frame in frames:
-            stats.frames += 1
-            yield frame
+        yield from _kept(frames, stats)
     try:
         frames = stream.decode(None)
     except _FFMPEG_ERRORS as exc:
@@ -536,7 +601,20 @@ def _decoded_frames(
         if not stats.first_error:
             stats.first_error = _describe(exc)
         frames = []
+    yield from _kept(frames, stats)
+
+
+def _kept(frames: list[av.VideoFrame], stats: _DecodeStats) -> Iterator[av.VideoFrame]:
+    """``frames`` less the leading frames of a GOP whose references were skipped (keyframe mode)."""
     for frame in frames:
+        if (
+            stats.floor_pts is not None
+            and frame.pts is not None
+            and frame.pts < stats.floor_pts
+            and not frame.key_frame
+        ):
+            stats.dropped_leading += 1
+            continue
         stats.frames += 1
         yield frame
 
@@ -752,6 +830,7 @@ def iter_frames(
     max_frames: int | None = None,
     skip_nonref: bool = False,
     threads: int = 0,
+    keyframe_gop: float = 0.0,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Stream a video and yield ``(t, rgb)`` for frames sampled ``fps`` times per second.
 
@@ -773,6 +852,13 @@ def iter_frames(
     sampled frame may then be a neighbour of the exact one); ``threads`` is the codec's thread
     count (0 = FFmpeg's default).
 
+    ``keyframe_gop > 0`` is the fast mode for references: a GOP (keyframe to next keyframe) no
+    longer than that many seconds is decoded as its keyframe alone, which then stands for the
+    whole GOP; longer GOPs are decoded and sampled as usual. On streams with short GOPs (1-2 s,
+    what platforms and phones write) this decodes a few percent of the frames; the samples are
+    then the keyframes (at most ``fps`` per second, at their own times), so gaps of up to
+    ``keyframe_gop`` seconds appear between them. Queries should be sampled exactly (0).
+
     Memory stays bounded whatever the length: at most one decoded frame is held back.
 
     A corrupt or truncated file yields the frames decoded before the damage and ends with a
@@ -781,6 +867,7 @@ def iter_frames(
     raise :class:`vmatch.errors.UsageError` immediately; file errors are raised on iteration.
     """
     fps_f, size_hw = _validate_sampling(fps, size, start, max_frames, threads)
+    gop = check_keyframe_gop(keyframe_gop)
     return _iter_frames(
         path,
         fps=fps_f,
@@ -789,7 +876,18 @@ def iter_frames(
         max_frames=None if max_frames is None else int(max_frames),
         skip_nonref=bool(skip_nonref),
         threads=int(threads),
+        keyframe_gop=gop,
     )
+
+
+def check_keyframe_gop(keyframe_gop: Any) -> float:
+    """``keyframe_gop`` as a float, or :class:`UsageError` (a finite number of seconds >= 0)."""
+    if isinstance(keyframe_gop, bool) or not isinstance(keyframe_gop, (int, float, np.integer, np.floating)):
+        raise UsageError(f"keyframe_gop must be a number of seconds >= 0 (0 = off), got {keyframe_gop!r}")
+    gop = float(keyframe_gop)
+    if not math.isfinite(gop) or gop < 0:
+        raise UsageError(f"keyframe_gop must be a finite number of seconds >= 0 (0 = off), got {keyframe_gop!r}")
+    return gop
 
 
 def _iter_frames(
@@ -801,6 +899,7 @@ def _iter_frames(
     max_frames: int | None,
     skip_nonref: bool,
     threads: int,
+    keyframe_gop: float = 0.0,
 ) -> Iterator[tuple[float, np.ndarray]]:
     if max_frames == 0:
         _check_file(path)
@@ -817,6 +916,7 @@ def _iter_frames(
                 max_frames=max_frames,
                 skip_nonref=skip_nonref,
                 threads=threads,
+                keyframe_gop=keyframe_gop,
             )
         except DecodeError:
             raise
@@ -862,11 +962,12 @@ def _sample(
     max_frames: int | None,
     skip_nonref: bool,
     threads: int,
+    keyframe_gop: float = 0.0,
 ) -> Iterator[tuple[float, np.ndarray]]:
     _configure_decoder(stream, threads=threads, skip_nonref=skip_nonref)
     clock = _Clock(name, stream)
     stats = _DecodeStats()
-    frames = _decoded_frames(name, container, stream, stats)
+    frames = _decoded_frames(name, container, stream, stats, keyframe_gop=keyframe_gop)
 
     first = next(frames, None)
     if first is None:
@@ -889,7 +990,7 @@ def _sample(
         except _FFMPEG_ERRORS as exc:
             _LOG.debug("%s: seek to %.3fs failed (%s); decoding from the start", name, start, exc)
         else:
-            frames = _decoded_frames(name, container, stream, stats)
+            frames = _decoded_frames(name, container, stream, stats, keyframe_gop=keyframe_gop)
             first = next(frames, None)
             if first is None:  # nothing at or after the seek point: start is past the end
                 return
@@ -935,6 +1036,9 @@ def _sample(
 
     # The last frame is on screen for its declared duration (else the last frame interval).
     end_dur = prev_dur if prev_dur else (last_gap if last_gap else 0.0)
+    if stats.keyframe_gops and stats.end_ticks is not None and stream.time_base:
+        # Keyframe mode: a last keyframe standing for its GOP is on screen until the packets end.
+        end_dur = max(end_dur, clock.rel(Fraction(stats.end_ticks) * Fraction(stream.time_base)) - prev_t)
     if prev_t - _EPS <= target < prev_t + end_dur - _EPS or (
         end_dur == 0.0 and abs(target - prev_t) <= _EPS
     ):

@@ -108,6 +108,7 @@ def produce_file(
     decoder_threads: int,
     vpdq: bool,
     device: str,
+    keyframe_gop: float = 0.0,
 ) -> None:
     """Decode, sample and digest one file, handing its frames to ``emit`` in chunks, then a
     :class:`_Done` (or a :class:`_Failed` naming the file and the reason)."""
@@ -122,7 +123,8 @@ def produce_file(
         counts = SampleCounts()
         sent_t = 0.0
         for t, rgb in content_frames(path, counts, fps=fps, size=size, blank_std=blank_std,
-                                     skip_nonref=skip_nonref, threads=decoder_threads):
+                                     skip_nonref=skip_nonref, threads=decoder_threads,
+                                     keyframe_gop=keyframe_gop):
             times.append(float(t))
             frames.append(rgb)
             if len(frames) >= chunk_frames:
@@ -159,6 +161,7 @@ def index_files(
     summary,
     workers: int,
     skip_nonref: bool = False,
+    keyframe_gop: float = 0.0,
     decoder_threads: int | None = None,
     vpdq: bool = False,
     cnn_threads: int | None = None,
@@ -251,7 +254,7 @@ def index_files(
             last_save = time.monotonic()
 
     opts = dict(fps=fps, size=size, chunk_frames=chunk_frames, blank_std=BLANK_STD, skip_nonref=skip_nonref,
-                vpdq=vpdq, device=device)
+                keyframe_gop=keyframe_gop, vpdq=vpdq, device=device)
     if workers <= 0:
         for i, p in enumerate(paths):
             produce_file(i, p, handle, decoder_threads=decoder_threads or 0, **opts)

@@ -173,7 +173,10 @@ def content_frames(
 ):
     """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` with
     ``decode_options``), counting into ``counts``; raises :class:`DecodeError` at the end when the
-    file had no decodable frame. The one sampling loop of indexing and matching."""
+    file had no decodable frame. The one sampling loop of indexing and matching.
+
+    In keyframe mode (``keyframe_gop > 0``) a file whose keyframes are all blank (a black leader
+    as the only keyframe of a short clip) is sampled again exactly, so that it is not lost."""
     from vmatch.decode import iter_frames
 
     for t, rgb in iter_frames(path, fps=fps, size=size, **decode_options):
@@ -183,6 +186,11 @@ def content_frames(
             counts.n_blank += 1
             continue
         yield t, rgb
+    if counts.n_seen and counts.n_blank == counts.n_seen and decode_options.get("keyframe_gop"):
+        counts.n_seen = counts.n_blank = 0
+        yield from content_frames(path, counts, fps=fps, size=size, blank_std=blank_std,
+                                  **{**decode_options, "keyframe_gop": 0.0})
+        return
     if counts.n_seen == 0:
         raise DecodeError(str(path), "no decodable video frames")
 
@@ -525,6 +533,7 @@ def index_videos(
     workers: int | None = None,
     skip_nonref: bool = False,
     cnn_threads: int | None = None,
+    keyframe_gop: float = 0.0,
 ) -> IndexSummary:
     """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
 
@@ -540,13 +549,17 @@ def index_videos(
             cores, at least 1; the caller's setting is restored afterwards).
         skip_nonref: let the decoder skip non-reference frames (B-frames): faster, and a sampled
             frame may be a neighbour of the exact one (see benchmarks/RESULTS.md for what it costs).
+        keyframe_gop: the fast mode for references (:func:`vmatch.decode.iter_frames`): GOPs up to
+            this many seconds are decoded as their keyframe alone (0: off, every sample exact).
     """
+    from vmatch.decode import check_keyframe_gop
     from vmatch.parallel import default_workers, index_files
 
     paths = [Path(p) for p in paths]
     if ref_id is not None and len(paths) != 1:
         raise UsageError("--id can only be used with exactly one video file")
     fps = _check_fps(fps)
+    keyframe_gop = check_keyframe_gop(keyframe_gop)
     if isinstance(workers, bool) or not (workers is None or isinstance(workers, int)) or (workers or 0) < 0:
         raise UsageError(f"workers must be an integer >= 0, got {workers!r}")
     if cnn_threads is not None and (isinstance(cnn_threads, bool) or not isinstance(cnn_threads, int) or cnn_threads < 1):
@@ -559,7 +572,7 @@ def index_videos(
     try:
         index_files(
             bank, paths, embedder, fps=fps, ref_id=ref_id, summary=summary, workers=workers,
-            skip_nonref=skip_nonref, vpdq=vpdq, cnn_threads=cnn_threads, on_error=on_error, on_done=on_done, progress=progress,
+            skip_nonref=skip_nonref, keyframe_gop=keyframe_gop, vpdq=vpdq, cnn_threads=cnn_threads, on_error=on_error, on_done=on_done, progress=progress,
             save_every=save_every,
         )
     except KeyboardInterrupt:
