@@ -247,3 +247,42 @@ def test_concurrent_creation_gives_one_bank(tmp_path):
         assert bank.model_id == SPEC.model_id and bank.generation == 0
         rows = bank._conn.execute("SELECT key, count(*) FROM meta GROUP BY key HAVING count(*) > 1").fetchall()
         assert rows == []
+
+
+def test_gpu_search_needs_faiss_gpu(tmp_path):
+    """faiss-cpu (the default install) has no GPU: asking for GPU search says what to install."""
+    from vmatch.ann import gpu_count
+
+    if gpu_count():
+        pytest.skip("this FAISS sees a GPU")
+    with pytest.raises(UsageError, match="gpu.*extra"):
+        Bank.open(tmp_path / "b", create=True, model=SPEC, search_device="cuda")
+    with pytest.raises(UsageError, match="cpu', 'cuda'"):
+        Bank.open(tmp_path / "b", create=True, model=SPEC, search_device="tpu")
+    assert not (tmp_path / "b").exists()
+
+
+def test_gpu_search_copy_returns_the_cpu_results(tmp_path, monkeypatch):
+    """The GPU copy of a snapshot (ann.GpuFlatSearcher) maps its rows back to the bank's frame ids:
+    checked on CPU with a CPU flat index standing in for faiss.GpuIndexFlatIP, after removals and
+    replacements that leave the ids non-contiguous."""
+    import faiss
+
+    import vmatch.ann as ann
+
+    monkeypatch.setattr(ann, "gpu_count", lambda: 1)
+    monkeypatch.setattr(ann, "_gpu_flat", lambda dim, device: faiss.IndexFlatIP(dim))
+    with Bank.open(tmp_path / "b", create=True, model=SPEC) as bank:
+        for i in range(5):
+            bank.add(_emb(f"r{i}", 8 + i, seed=i))
+        bank.remove("r1")
+        bank.add(_emb("r3", 6, seed=33))  # replaced: new frame ids
+        q = np.concatenate([_emb("r3", 6, seed=33).features[:3], _emb("r4", 12, seed=4).features[5:7]])
+        cpu = bank.search(q, 7)
+    with Bank.open(tmp_path / "b", search_device="cuda") as bank:
+        snap = bank.snapshot()
+        assert isinstance(snap.searcher, ann.GpuFlatSearcher)
+        gpu = bank.search(q, 7, snapshot=snap)
+    np.testing.assert_array_equal(gpu.ref_index, cpu.ref_index)
+    np.testing.assert_array_equal(gpu.frame_index, cpu.frame_index)
+    np.testing.assert_allclose(gpu.similarity, cpu.similarity, atol=1e-6)

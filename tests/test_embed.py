@@ -504,3 +504,16 @@ def test_fake_embedder() -> None:
         fake.embed(np.zeros((1, 224, 224, 3), np.uint8))
     with pytest.raises(UsageError):
         FakeEmbedder(input_size=(8, 8))
+
+
+def test_torch_compile_gives_the_eager_embeddings(images: np.ndarray) -> None:
+    """compile=True (torch.compile of the network; CPU here, the same code path as on a GPU)."""
+    from vmatch.synth import resize
+
+    small = resize(images[:4], height=160, width=160)
+    eager = make_embedder("effnet-lite0-gem-fast", device="cpu", batch_size=4)
+    compiled = make_embedder("effnet-lite0-gem-fast", device="cpu", batch_size=4, compile=True)
+    assert compiled.compiled and not eager.compiled
+    np.testing.assert_allclose(compiled.embed(small), eager.embed(small), atol=2e-4)
+    with pytest.raises(UsageError, match="compile"):
+        TorchEmbedder(get_model_spec("effnet-lite0-gem-fast"), device="cpu", compile="yes")

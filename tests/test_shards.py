@@ -157,6 +157,8 @@ def test_choose_index_by_size_and_recall_helper():
     assert choose_index(500_000, 256).kind == "ivf"
     assert choose_index(5_000_000, 256).kind == "ivfpq"
     assert choose_index(50_000_000, 256).factory.startswith("OPQ32,IVF")
+    assert choose_index(1_000_000, 256).factory == "IVF4096,Flat"
+    assert choose_index(10_000_000, 256).factory == "IVF16384_HNSW32,PQ32"  # HNSW coarse quantiser from 8192 lists
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5000, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -165,3 +167,18 @@ def test_choose_index_by_size_and_recall_helper():
     _, e = exact.search(x[:100], 10)
     _, a = ivf.search(x[:100], 10)
     assert recall_at_k(e, e, 10) == 1.0 and 0.5 < recall_at_k(a, e, 10) <= 1.0
+
+
+def test_hnsw_quantised_ivf_finds_copies():
+    """The 10^7-frame recipe (HNSW over 8,192 centroids, inner product), small: trained on 40,000
+    rows, it returns the original of noisy copies at the top."""
+    choice = choose_index(5_000_000, 32, "ivfpq", pq_m=8)
+    assert choice.nlist == 8192 and "_HNSW32" in choice.factory
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40_000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = build_index(x, np.arange(len(x)), choice)
+    src = rng.choice(len(x), 200, replace=False)
+    q = x[src] + 0.05 * rng.standard_normal((200, 32)).astype(np.float32)
+    _, ids = index.search(q / np.linalg.norm(q, axis=1, keepdims=True), 10)
+    assert np.mean([src[i] in ids[i] for i in range(200)]) > 0.9

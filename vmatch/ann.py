@@ -17,6 +17,9 @@ frames in the shard            index               bytes per frame (D = 256), + 
 =============================  ==================  ======================================
 
 ``nlist`` ~ 4 sqrt(N) (a power of two, 256..65536); ``nprobe`` defaults to nlist / 16 (at least 16).
+From 8,192 lists the coarse quantiser is an HNSW graph over the centroids (``IVF{nlist}_HNSW32``,
+as FAISS advises for 10^7+ vectors): assigning 10^7 vectors to 16,384 centroids by brute force
+would cost ~10^14 flops; training the centroids runs 10 k-means iterations instead of 25.
 Recall of each type against exact search is measured by :func:`recall_at_k` (see
 ``benchmarks/ray_scaling.py`` and ``benchmarks/RESULTS.md``).
 """
@@ -31,6 +34,8 @@ import numpy as np
 from vmatch.errors import UsageError
 
 INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "opqivfpq")
+#: Lists from which the coarse quantiser is an HNSW graph (and k-means runs fewer iterations).
+HNSW_QUANTIZER_FROM = 8192
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,12 @@ def choose_index(n_vectors: int, dim: int, kind: str = "auto", *, pq_m: int = 32
         raise UsageError(f"dimension {dim} is not a multiple of the {pq_m} PQ sub-quantisers")
     nlist = _nlist(n_vectors)
     nprobe = max(16, nlist // 16)
+    ivf = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_FROM else f"IVF{nlist}"
     factory = {
         "flat": "Flat",
-        "ivf": f"IVF{nlist},Flat",
-        "ivfpq": f"IVF{nlist},PQ{pq_m}",
-        "opqivfpq": f"OPQ{pq_m},IVF{nlist},PQ{pq_m}",
+        "ivf": f"{ivf},Flat",
+        "ivfpq": f"{ivf},PQ{pq_m}",
+        "opqivfpq": f"OPQ{pq_m},{ivf},PQ{pq_m}",
     }[kind]
     return IndexChoice(kind, factory, nprobe if kind != "flat" else 0, nlist if kind != "flat" else 0)
 
@@ -82,6 +88,8 @@ def new_index(dim: int, choice: IndexChoice):
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     index = faiss.index_factory(dim, choice.factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    if choice.nlist >= HNSW_QUANTIZER_FROM:
+        ivf.cp.niter = 10
     if hasattr(ivf, "do_polysemous_training"):
         # index_factory turns on polysemous training (for Hamming filtering we never use): it
         # multiplies training time ~10x for nothing.
@@ -148,3 +156,75 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int) -> float:
     hits = sum(len(np.intersect1d(a[i][a[i] >= 0], e[i][e[i] >= 0])) for i in range(len(e)))
     total = int((e >= 0).sum())
     return hits / total if total else 1.0
+
+
+# ---------------------------------------------------------------------- GPU search (faiss-gpu)
+def gpu_count() -> int:
+    """CUDA GPUs FAISS can use: 0 with ``faiss-cpu`` (the default install) or without a GPU."""
+    import faiss
+
+    get = getattr(faiss, "get_num_gpus", None)
+    try:
+        return int(get()) if get is not None else 0
+    except RuntimeError:
+        return 0
+
+
+def _gpu_flat(dim: int, device: int):
+    """An empty exact inner-product index on GPU ``device`` (float32 storage) and its resources."""
+    import faiss
+
+    res = faiss.StandardGpuResources()
+    cfg = faiss.GpuIndexFlatConfig()
+    cfg.device = int(device)
+    index = faiss.GpuIndexFlatIP(res, int(dim), cfg)
+    index.vmatch_resources = res  # keep the resources alive as long as the index
+    return index
+
+
+class GpuFlatSearcher:
+    """Exact search of a bank's flat index (``IndexIDMap2(IndexFlatIP)``) on a GPU.
+
+    A read-only copy made once per bank snapshot (the ``faiss-gpu`` extra; the CPU index stays the
+    bank's truth and its file format). ``search`` returns what the CPU index returns: inner
+    products and the bank's frame ids (-1 where fewer than ``k`` exist).
+    """
+
+    def __init__(self, cpu_index, device: int = 0) -> None:
+        import faiss
+
+        flat = faiss.downcast_index(cpu_index.index)
+        if not isinstance(flat, faiss.IndexFlatIP):
+            raise UsageError(f"GPU search needs the bank's flat index, not {type(flat).__name__}")
+        self.ids = faiss.vector_to_array(cpu_index.id_map).astype(np.int64)
+        self.d = int(cpu_index.d)
+        self.ntotal = int(cpu_index.ntotal)
+        self.index = _gpu_flat(self.d, device)
+        if self.ntotal:
+            self.index.add(flat.reconstruct_n(0, self.ntotal))
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sim, rows = self.index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        return sim, np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)
+
+
+def check_search_device(device: str) -> int | None:
+    """``"cpu"`` -> None; ``"cuda"`` / ``"cuda:N"`` -> N after checking that FAISS sees that GPU.
+
+    Raises:
+        UsageError: another value, or ``faiss-gpu`` / the GPU is missing (the message says what to install).
+    """
+    if device == "cpu":
+        return None
+    if not isinstance(device, str) or not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UsageError(f"search device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    n = gpu_count()
+    dev = int(device[5:]) if ":" in device else 0
+    if n == 0:
+        raise UsageError(
+            f"search device {device!r}: this FAISS has no GPU support or sees no GPU; install the `gpu` extra "
+            "(pip uninstall faiss-cpu && pip install 'vmatch[gpu]') on a machine with CUDA, or search on 'cpu'"
+        )
+    if dev >= n:
+        raise UsageError(f"search device {device!r}: FAISS sees only {n} GPU(s)")
+    return dev

@@ -210,6 +210,7 @@ class _Snapshot:
         self.ref_pos = {r: i for i, r in enumerate(ref_ids)}
         self.vpdq: _VPDQTable | None = None
         self.pdq = None  # (ref id per row, FAISS binary index) of image PDQ hashes, if any
+        self.searcher = index  # what frame search uses: the index, or its GPU copy (ann.GpuFlatSearcher)
 
 
 class Bank:
@@ -222,11 +223,13 @@ class Bank:
         >>> [(m.reference, m.score) for m in report.matches]                    # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, spec_json: str, *, device: str) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, spec_json: str, *, device: str,
+                 search_gpu: int | None = None) -> None:
         self.path = path
         self._conn = conn
         self._spec_json = spec_json
         self._device = device
+        self._search_gpu = search_gpu  # GPU number for frame search (faiss-gpu), None: CPU
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._snapshot: _Snapshot | None = None
@@ -252,6 +255,7 @@ class Bank:
         create: bool = False,
         model=None,
         device: str = "auto",
+        search_device: str = "cpu",
     ) -> "Bank":
         """Open the bank at ``path``.
 
@@ -262,14 +266,18 @@ class Bank:
                 For an existing bank, if given, it must be the bank's model, else
                 :class:`ModelMismatchError`.
             device: where the bank's embedder runs when it embeds videos ("auto", "cpu", "cuda").
+            search_device: where frame search runs: "cpu" (default, the FAISS index itself) or
+                "cuda"/"cuda:N" (an exact copy on the GPU per snapshot; needs the ``gpu`` extra).
 
         Raises:
             BankNotFoundError: no bank at ``path`` and ``create`` is false.
             BankError: the bank is corrupted or unreadable (the message says which file).
             ModelMismatchError: ``model`` differs from the bank's model.
         """
+        from vmatch.ann import check_search_device
         from vmatch.models import ModelSpec, get_model_spec
 
+        search_gpu = check_search_device(search_device)
         p = Path(path)
         db = p / DB_NAME
         if not db.exists():
@@ -348,7 +356,7 @@ class Bank:
                 f"{p}: bank holds embeddings of model {stored.model_id}, not {model.model_id}; "
                 "use a bank made with the same model, or a new bank"
             )
-        return cls(p, conn, spec_json, device=device)
+        return cls(p, conn, spec_json, device=device, search_gpu=search_gpu)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -885,6 +893,10 @@ class Bank:
                 (PDQ,),
             ).fetchall()
         snap = _Snapshot(gen, dim, ref_ids, first, nfr, tss, dur, index)
+        if self._search_gpu is not None:
+            from vmatch.ann import GpuFlatSearcher
+
+            snap.searcher = GpuFlatSearcher(index, self._search_gpu)
         snap.vpdq = _VPDQTable.build(vp)
         if pdq_rows:
             from vmatch.signals.vpdq import build_binary_index
@@ -938,7 +950,7 @@ class Bank:
             return FrameHits(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.float32))
         k = min(k, snap.index.ntotal)
         _use_blas_for_small_batches()
-        sim, ids = snap.index.search(q, k)
+        sim, ids = snap.searcher.search(q, k)
         valid = ids >= 0
         ref_idx = np.searchsorted(snap.first_fids, np.where(valid, ids, 0), side="right") - 1
         frame_idx = np.where(valid, ids - snap.first_fids[np.maximum(ref_idx, 0)], -1)

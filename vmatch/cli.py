@@ -53,6 +53,10 @@ def _build_parser() -> argparse.ArgumentParser:
     embed_opts.add_argument("--fps", type=_fps, default=1.0, help="sampled frames per second (default 1)")
     embed_opts.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default 32)")
     embed_opts.add_argument(
+        "--compile", action="store_true",
+        help="run the CNN through torch.compile (pays ~0.5 min of compilation first; worth it on long runs and GPUs)",
+    )
+    embed_opts.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the CNN (default: all cores; a third of them while `index` decodes in parallel)"
     )
 
@@ -104,6 +108,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pm.add_argument(
         "--threshold", type=float, default=None, help="decision threshold (default: the model's calibration)"
     )
+    pm.add_argument("--search-device", default="cpu", metavar="DEVICE",
+                    help="where frame search runs: cpu (default) or cuda[:N] (exact, on the GPU; needs the gpu extra, "
+                         "faiss-gpu in place of faiss-cpu)")
     pm.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                     help="match on a Ray cluster (queries decoded and embedded on the cluster; same output); see index --ray")
     pm.add_argument("--ray-actors", type=int, default=None, metavar="N", help="with --ray: embedding actors")
@@ -232,9 +239,12 @@ def _open_bank(args, *, create: bool, model=None):
 
     device = getattr(args, "device", "auto")
     n_shards = getattr(args, "shards", None)
+    search_device = getattr(args, "search_device", "cpu")
     if is_sharded(args.bank) or (create and n_shards is not None):
+        if search_device != "cpu":
+            raise UsageError("--search-device cuda is for unsharded banks; a sharded bank searches on the CPU")
         return ShardedBank.open(args.bank, create=create, n_shards=n_shards, model=model, device=device)
-    return Bank.open(args.bank, create=create, model=model, device=device)
+    return Bank.open(args.bank, create=create, model=model, device=device, search_device=search_device)
 
 
 def _ray_engine(bank, args):
@@ -256,7 +266,8 @@ def _prepare_embedder(bank, args) -> None:
 
     tune_cpu_allocator()
     bank.set_embedder(
-        make_embedder(bank.spec, device=args.device, batch_size=args.batch_size, threads=args.threads)
+        make_embedder(bank.spec, device=args.device, batch_size=args.batch_size, threads=args.threads,
+                      compile=args.compile)
     )
 
 
@@ -462,7 +473,8 @@ def cmd_hash(args) -> int:
     for path, reason in problems:
         _err(f"{path}: {reason}")
     tune_cpu_allocator()
-    embedder = make_embedder(args.model, device=args.device, batch_size=args.batch_size, threads=args.threads)
+    embedder = make_embedder(args.model, device=args.device, batch_size=args.batch_size, threads=args.threads,
+                             compile=args.compile)
     failed = len(problems)
     for f in files:
         try:

@@ -211,6 +211,7 @@ class TorchEmbedder:
         batch_size: int = 32,
         models_dir: str | Path | None = None,
         threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         """Build the network and load the projection.
 
@@ -220,6 +221,9 @@ class TorchEmbedder:
             batch_size: Frames per forward pass (8-32 is as fast as larger on CPU).
             models_dir: Folder holding the projection artifact; ``None`` means the repository's ``models/``.
             threads: If given, ``torch.set_num_threads(threads)`` (process-wide torch setting).
+            compile: Run the network through ``torch.compile`` (the first batch of each shape pays
+                the compilation, ~0.5 min on a 2-core CPU; then ~10-15 % faster there, more on a GPU).
+                The embeddings agree with the eager ones to float rounding.
 
         Raises:
             UsageError: bad device, batch size or thread count; CUDA requested but absent.
@@ -252,6 +256,10 @@ class TorchEmbedder:
         model = effnet.fold_batchnorm(model)
         self._torch_device = torch.device(self.device)
         self._model = model.to(self._torch_device, memory_format=torch.channels_last)
+        if not isinstance(compile, bool):
+            raise UsageError(f"compile must be True or False, got {compile!r}")
+        self.compiled = compile
+        self._features = torch.compile(model.forward_features) if compile else model.forward_features
         self._is_cuda = self._torch_device.type == "cuda"
         self._amp_dtype = None
         if self._is_cuda:
@@ -295,9 +303,9 @@ class TorchEmbedder:
 
         if self._is_cuda:
             with torch.autocast(device_type="cuda", dtype=self._amp_dtype):
-                fmap = self._model.forward_features(x)
+                fmap = self._features(x)
         else:
-            fmap = self._model.forward_features(x)
+            fmap = self._features(x)
         p = self.spec.gem_p
         fmap = fmap.float().clamp(min=_GEM_EPS)
         if p == 1.0:
@@ -514,6 +522,7 @@ def make_embedder(
     batch_size: int = 32,
     models_dir: str | Path | None = None,
     threads: int | None = None,
+    compile: bool = False,
 ) -> TorchEmbedder | FakeEmbedder:
     """Build the embedder that implements ``spec`` (e.g. the model recorded in a bank).
 
@@ -523,6 +532,7 @@ def make_embedder(
         batch_size: For :class:`TorchEmbedder`: frames per forward pass.
         models_dir: For :class:`TorchEmbedder`: folder of the projection artifact (default: repo ``models/``).
         threads: For :class:`TorchEmbedder`: ``torch.set_num_threads`` value, if given.
+        compile: For :class:`TorchEmbedder`: run the network through ``torch.compile``.
 
     Returns:
         A :class:`FakeEmbedder` for ``"fake-thumbnail"`` specs, else a :class:`TorchEmbedder`.
@@ -537,4 +547,5 @@ def make_embedder(
         raise UsageError(f"spec must be a ModelSpec or a model name, got {spec!r}")
     if spec.name == FAKE_MODEL_NAME:
         return FakeEmbedder.from_spec(spec)
-    return TorchEmbedder(spec, device=device, batch_size=batch_size, models_dir=models_dir, threads=threads)
+    return TorchEmbedder(spec, device=device, batch_size=batch_size, models_dir=models_dir, threads=threads,
+                         compile=compile)
