@@ -488,9 +488,16 @@ def kill_videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [write_clip(d / f"kv_{i}.mp4", scene_clip(1900 + i, 0, KILL_SECONDS)) for i in range(N_KILL_VIDEOS)]
 
 
+def _sigint_default() -> None:
+    """In the child: SIGINT back to its default, so that Python installs its KeyboardInterrupt
+    handler even when the tests run in the background (a shell starts background jobs with SIGINT
+    ignored, and Python keeps an inherited SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_index_and_wait_for_first_reference(bank: Path, videos: list[Path]) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "vmatch.cli", "index", "--bank", str(bank), *map(str, videos)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
     db = bank / "bank.sqlite"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
