@@ -283,6 +283,37 @@ def _fake_bank(path: Path, ids: list[str]) -> Path:
     return path
 
 
+def test_match_ray_stdout_carries_only_the_reports(capsys, tmp_path, monkeypatch):
+    """`match --ray --json`: what Ray prints in this process while it runs (start-up lines, a
+    raylet warning under load) goes to stderr; stdout is one JSON object per input, in order."""
+    import vmatch.cli as cli_module
+    from vmatch.types import MatchReport
+
+    class NoisyEngine:  # stands in for RayEngine: prints on stdout as Ray's driver may
+        def __enter__(self):
+            print("(raylet) starting")
+            return self
+
+        def __exit__(self, *exc):
+            print("(raylet) shutting down")
+            return False
+
+        def match(self, bank, files, **kw):
+            for f in files:
+                print("(raylet) [Warning] heartbeat late")
+                yield MatchReport(query=str(f), duration=1.0, threshold=0.2)
+
+    monkeypatch.setattr(cli_module, "_ray_engine", lambda bank, args: NoisyEngine())
+    bank = _fake_bank(tmp_path / "b", ["r1"])
+    clip = small_clip(tmp_path / "q.mp4", 3, 2.0)
+    missing = tmp_path / "missing.mp4"
+    code, out, err = cli(capsys, "match", "--bank", bank, "--ray", "--json", "--threshold", "0.2", clip, missing)
+    assert code == 1  # the missing input
+    rows = [json.loads(line) for line in out.splitlines()]  # every stdout line is a report
+    assert [r["query"] for r in rows] == [str(missing), str(clip)]
+    assert err.count("(raylet)") == 3
+
+
 def test_remove_existing_and_missing_ids(capsys, tmp_path):
     bank = _fake_bank(tmp_path / "bank", ["keep_me", "drop_me", "drop_too"])
     code, out, err = cli(capsys, "remove", "--bank", bank, "drop_me", "no_such_id", "drop_too")

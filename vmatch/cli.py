@@ -10,6 +10,7 @@ instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -367,8 +368,8 @@ def _format_time(t: float) -> str:
     return f"{int(m)}:{s:04.1f}"
 
 
-def _print_table(report) -> None:
-    out = sys.stdout
+def _print_table(report, out=None) -> None:
+    out = out if out is not None else sys.stdout
     if report.error is not None:
         print(f"{report.query}: ERROR {report.error}", file=out)
         return
@@ -389,14 +390,16 @@ def _print_table(report) -> None:
             )
 
 
-def _emit(report, *, as_json: bool) -> bool:
-    """Print one report (a JSON line or a table); an error also goes to stderr. Returns whether it failed."""
+def _emit(report, *, as_json: bool, out=None) -> bool:
+    """Print one report (a JSON line or a table) on ``out`` (default stdout); an error also goes to
+    stderr. Returns whether it failed."""
+    out = out if out is not None else sys.stdout
     if report.error is not None:
         _err(report.error)
     if as_json:
-        print(json.dumps(report.to_dict()), flush=True)
+        print(json.dumps(report.to_dict()), file=out, flush=True)
     else:
-        _print_table(report)
+        _print_table(report, out)
     return report.error is not None
 
 
@@ -445,14 +448,18 @@ def _match_on_ray(bank, args, inputs: list, params, threshold: float) -> int:
 
     files = [p for p, problem in inputs if problem is None]
     failed = 0
-    with _ray_engine(bank, args) as engine:
+    out = sys.stdout
+    # stdout carries the reports only (one JSON object per line with --json): whatever Ray prints
+    # in this process while it runs (a raylet's warning under load, its start-up lines) goes to
+    # stderr.
+    with contextlib.redirect_stdout(sys.stderr), _ray_engine(bank, args) as engine:
         results = engine.match(bank, files, fps=args.fps, params=params, min_score=args.min_score)
         for path, problem in inputs:
             if problem is None:
                 report = next(results)
             else:
                 report = MatchReport(query=path, duration=0.0, threshold=threshold, error=f"{path}: {problem}")
-            failed += _emit(report, as_json=args.json)
+            failed += _emit(report, as_json=args.json, out=out)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
