@@ -16,7 +16,7 @@ Per size:
   of at most 10^6 rows (what a flat index does, without a second 10 GB copy): latency = the sum of
   the chunk scans; its top-10 is the ground truth;
 * the index ``choose_index(n)`` picks (Flat below 2*10^5, IVF-Flat below 2*10^6, IVF-PQ32 above;
-  nlist ~ 4 sqrt(n), an HNSW coarse quantiser from 8,192 lists): build time (train + add), bytes per
+  nlist ~ 4 sqrt(n), an exact coarse quantiser): build time (train + add), bytes per
   vector, latency, recall@10 against exact search, copy@10 (the original frame among the 10).
 
 Writes benchmarks/work/search_scaling.json and, with ``--results``, the section of RESULTS.md between
