@@ -85,6 +85,28 @@ def test_frozen_reference_frame_is_not_a_copy():
     assert align_pair(sim, tq, tr)
 
 
+def test_short_copy_of_a_sparsely_sampled_reference():
+    """Keyframe mode samples a reference once per GOP (here every 2 s): a 2-s copy shows one
+    reference frame to two 1-fps query frames. It is found, and its reference interval is placed
+    inside that frame's interval with the query's length, not reported as a zero-length point."""
+    rng = np.random.default_rng(5)
+    tq, tr = np.arange(12.0), np.arange(0.0, 20.0, 2.0)
+    sim = _noise(rng, tq.size, tr.size)
+    sim[3, 2] = 0.6  # query 3 s and 4 s show reference 4..6 s (its keyframe at 4 s)
+    sim[4, 2] = 0.55
+    (s,) = [x for x in align_pair(sim, tq, tr) if x.score > 0.3]
+    assert (s.query_start, s.query_end) == (3.0, 4.0)
+    assert 4.0 <= s.reference_start < s.reference_end <= 6.0
+    assert s.reference_end - s.reference_start == pytest.approx(1.0)
+    # The same two query frames on one frame of a reference sampled as densely as the query
+    # (1 fps) are a frozen frame, not a copy: the reference frame stands for 1 s only.
+    tr1 = np.arange(20.0)
+    sim1 = _noise(rng, tq.size, tr1.size)
+    sim1[3, 4] = 0.6
+    sim1[4, 4] = 0.55
+    assert all(x.score < 0.3 for x in align_pair(sim1, tq, tr1))
+
+
 def test_long_copy_beats_short_of_same_similarity():
     tq, tr = np.arange(30.0), np.arange(30.0)
     a = np.full((30, 30), -0.2, np.float32)

@@ -14,6 +14,12 @@ This handles trimmed copies, copies inserted into unrelated footage, speed chang
 and a bit beyond) and different sampling rates of query and reference, because only
 presentation times are compared, never frame indices.
 
+A sampled frame stands for the time up to the next sample (its display interval). Where the
+reference was sampled more sparsely than the query (keyframe mode: one frame per GOP), several
+query frames legitimately match one reference frame; the length rule and the located reference
+interval use those intervals, so a short copy of a sparsely sampled reference is neither dropped
+nor reported as a zero-length reference segment.
+
 Score of a segment: ``sum(similarity of its hits) / (hits + 1)``, i.e. the mean similarity shrunk
 towards 0 for short chains, so a single coincidental frame scores half of its similarity while a
 long consistent copy keeps nearly all of it. Scores are in similarity units and do not depend on
@@ -43,9 +49,13 @@ class AlignParams:
         min_segment_score: segments scoring below this are dropped.
         hit_cost: subtracted from every hit's similarity inside the dynamic programme, so that
             chains of barely-positive coincidences do not outgrow a short strong copy.
-        min_distinct_frames: a segment must span at least this many distinct sampled frames on
-            each timeline (unless a whole video has fewer): a chain that stays on one reference
-            frame while the query moves on (or the reverse) is a coincidence, not a copy.
+        min_distinct_frames: a segment must last at least this many query sampling steps on each
+            timeline (unless a whole video is shorter), counting each sampled frame for its display
+            interval (up to the next sample, at most ``max_gap``): with both videos sampled at the
+            same rate this is that many distinct frames on each side, so a chain that stays on one
+            reference frame while the query moves on (or the reverse) is a coincidence, not a
+            copy — unless that reference frame really stands for that long (a sparsely sampled
+            reference, a still image).
     """
 
     hit_threshold: float = 0.0
@@ -71,6 +81,38 @@ def _median_step(t: np.ndarray) -> float:
     if t.size < 2:
         return 1.0
     return float(np.median(np.diff(t)))
+
+
+def _stands_for(t: np.ndarray, step: float, cap: float) -> np.ndarray:
+    """How long each sampled frame stands for: up to the next sample (the last one: ``step``),
+    at most ``cap`` seconds."""
+    d = np.empty_like(t)
+    if t.size:
+        d[:-1] = np.diff(t)
+        d[-1] = step
+    return np.minimum(d, cap)
+
+
+def _reference_interval(
+    tq: np.ndarray, tr: np.ndarray, dur_r: np.ndarray, step_q: float
+) -> tuple[float, float] | None:
+    """The reference interval of a chain whose reference frames stand for longer than a query step.
+
+    Hit ``i`` says that the query frame at ``tq[i]`` shows the reference somewhere in
+    ``[tr[i], tr[i] + dur_r[i]]``; at the copy's speed of 1 the offsets that agree with every hit
+    (to half a query step) form an interval, whose midpoint places the query's first and last
+    frames on the reference. None when no offset agrees with all hits (a speed change): the
+    caller keeps the hits' own times.
+    """
+    tol = 0.5 * step_q
+    lo = float(np.max(tr - tq)) - tol
+    hi = float(np.min(tr + dur_r - tq)) + tol
+    if lo > hi:
+        return None
+    off = 0.5 * (lo + hi)
+    start = min(max(float(tq[0]) + off, float(tr[0])), float(tr[0] + dur_r[0]))
+    end = min(max(float(tq[-1]) + off, float(tr[-1]), start), float(tr[-1] + dur_r[-1]))
+    return start, end
 
 
 def _extract_hits(sim: np.ndarray, params: AlignParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -218,6 +260,15 @@ def align_pair(
     tr = tr_all[cols]
     step_q = _median_step(tq_all)
     step_r = _median_step(tr_all)
+    dur_q_all = _stands_for(tq_all, step_q, params.max_gap)
+    dur_r_all = _stands_for(tr_all, step_r, params.max_gap)
+    dur_r = dur_r_all[cols]
+    # A segment must last min_distinct_frames query steps on each timeline (less for a whole
+    # video that is shorter), a quarter step of timestamp jitter allowed.
+    need = params.min_distinct_frames * step_q - 0.25 * step_q
+    need_q = min(need, float(tq_all[-1] + dur_q_all[-1] - tq_all[0]) - 1e-9)
+    need_r = min(need, float(tr_all[-1] + dur_r_all[-1] - tr_all[0]) - 1e-9)
+    sparse_r = dur_r > 1.5 * step_q  # reference frames standing for more than a query step
     alive = np.ones(rows.size, dtype=bool)
     segments: list[Segment] = []
     for _ in range(4 * params.max_segments):
@@ -232,15 +283,20 @@ def align_pair(
         score = float(vals[c].sum()) / (c.size + 1.0)
         if score < params.min_segment_score:
             continue
-        need_q = min(params.min_distinct_frames, tq_all.size)
-        need_r = min(params.min_distinct_frames, tr_all.size)
-        if np.unique(rows[c]).size < need_q or np.unique(cols[c]).size < need_r:
+        lasts_q = float(np.max(tq[c] + dur_q_all[rows[c]]) - np.min(tq[c]))
+        lasts_r = float(np.max(tr[c] + dur_r[c]) - np.min(tr[c]))
+        if lasts_q < need_q or lasts_r < need_r:
             continue
+        ref_start, ref_end = float(tr[c[0]]), float(tr[c[-1]])
+        if np.any(sparse_r[c]):
+            placed = _reference_interval(tq[c], tr[c], dur_r[c], step_q)
+            if placed is not None:
+                ref_start, ref_end = placed
         seg = Segment(
             query_start=float(tq[c[0]]),
             query_end=float(tq[c[-1]]),
-            reference_start=float(tr[c[0]]),
-            reference_end=float(tr[c[-1]]),
+            reference_start=ref_start,
+            reference_end=ref_end,
             score=float(score),
         )
         segments.append(seg)
