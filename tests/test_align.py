@@ -88,15 +88,16 @@ def test_frozen_reference_frame_is_not_a_copy():
 def test_short_copy_of_a_sparsely_sampled_reference():
     """Keyframe mode samples a reference once per GOP (here every 2 s): a 2-s copy shows one
     reference frame to two 1-fps query frames. It is found, and its reference interval is placed
-    inside that frame's interval with the query's length, not reported as a zero-length point."""
+    around that frame (nearer to it than to its neighbours) with the query's length, not reported
+    as a zero-length point."""
     rng = np.random.default_rng(5)
     tq, tr = np.arange(12.0), np.arange(0.0, 20.0, 2.0)
     sim = _noise(rng, tq.size, tr.size)
-    sim[3, 2] = 0.6  # query 3 s and 4 s show reference 4..6 s (its keyframe at 4 s)
+    sim[3, 2] = 0.6  # query 3 s and 4 s show reference 4 and 5 s (nearest keyframe: 4 s)
     sim[4, 2] = 0.55
     (s,) = [x for x in align_pair(sim, tq, tr) if x.score > 0.3]
     assert (s.query_start, s.query_end) == (3.0, 4.0)
-    assert 4.0 <= s.reference_start < s.reference_end <= 6.0
+    assert 3.0 <= s.reference_start < s.reference_end <= 5.0
     assert s.reference_end - s.reference_start == pytest.approx(1.0)
     # The same two query frames on one frame of a reference sampled as densely as the query
     # (1 fps) are a frozen frame, not a copy: the reference frame stands for 1 s only.
@@ -105,6 +106,19 @@ def test_short_copy_of_a_sparsely_sampled_reference():
     sim1[3, 4] = 0.6
     sim1[4, 4] = 0.55
     assert all(x.score < 0.3 for x in align_pair(sim1, tq, tr1))
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.0, 1.25])
+def test_copy_of_a_sparsely_sampled_reference_is_placed_on_it(speed):
+    """A reference sampled every 2 s, an 8-s copy at 1 fps, at some speed: the reference interval
+    comes from a straight timeline through the matched frames, within a second of the truth."""
+    rng = np.random.default_rng(6)
+    tq, tr = np.arange(20.0), np.arange(0.0, 40.0, 2.0)
+    sim = _noise(rng, tq.size, tr.size)
+    _plant(sim, tq, tr, 2, 10, 11, speed)  # query 2..10 s shows reference 11 + (t - 2) * speed
+    s = max(align_pair(sim, tq, tr), key=lambda x: x.score)
+    assert (s.query_start, s.query_end) == (2.0, 10.0)
+    assert abs(s.reference_start - 11) <= 1 and abs(s.reference_end - (11 + 8 * speed)) <= 1
 
 
 def test_long_copy_beats_short_of_same_similarity():

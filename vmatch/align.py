@@ -94,25 +94,36 @@ def _stands_for(t: np.ndarray, step: float, cap: float) -> np.ndarray:
 
 
 def _reference_interval(
-    tq: np.ndarray, tr: np.ndarray, dur_r: np.ndarray, step_q: float
-) -> tuple[float, float] | None:
-    """The reference interval of a chain whose reference frames stand for longer than a query step.
+    tq: np.ndarray, tr: np.ndarray, before: np.ndarray, after: np.ndarray, step_q: float,
+    min_speed: float, max_speed: float,
+) -> tuple[float, float]:
+    """The reference interval of a chain whose reference frames were sampled sparsely.
 
-    Hit ``i`` says that the query frame at ``tq[i]`` shows the reference somewhere in
-    ``[tr[i], tr[i] + dur_r[i]]``; at the copy's speed of 1 the offsets that agree with every hit
-    (to half a query step) form an interval, whose midpoint places the query's first and last
-    frames on the reference. None when no offset agrees with all hits (a speed change): the
-    caller keeps the hits' own times.
+    A query frame matched to the reference frame at ``tr[i]`` shows the reference near that
+    frame: closer to it than to its neighbours, i.e. within ``[tr[i] - before[i], tr[i] +
+    after[i]]`` (half the spacing to the previous and the next sample). A straight timeline
+    ``r(t) = a + s (t - tq[0])`` through those boxes (to half a query step) places the query's
+    first and last frames on the reference. The speed ``s`` is the least-squares slope of the
+    hits when they touch three reference frames or more (else 1, as most copies keep their
+    speed), clipped to ``min_speed..max_speed``; where no line of that speed fits, the nearest
+    speed that fits is taken, and ``a`` is the middle of the offsets it allows. Where no line
+    fits at all, the hits' own times are kept.
     """
     tol = 0.5 * step_q
-    lo = float(np.max(tr - tq)) - tol
-    hi = float(np.min(tr + dur_r - tq)) + tol
-    if lo > hi:
-        return None
-    off = 0.5 * (lo + hi)
-    start = min(max(float(tq[0]) + off, float(tr[0])), float(tr[0] + dur_r[0]))
-    end = min(max(float(tq[-1]) + off, float(tr[-1]), start), float(tr[-1] + dur_r[-1]))
-    return start, end
+    dt = tq - tq[0]
+    guess = 1.0
+    if np.unique(tr).size >= 3 and np.ptp(dt) > 0:
+        guess = float(np.clip(np.polyfit(dt, tr, 1)[0], min_speed, max_speed))
+    speeds = np.unique(np.r_[guess, np.linspace(min_speed, max_speed, 33)])
+    for sp in speeds[np.argsort(np.abs(speeds - guess), kind="stable")]:
+        lo = float(np.max(tr - before - sp * dt)) - tol
+        hi = float(np.min(tr + after - sp * dt)) + tol
+        if lo <= hi:
+            a = 0.5 * (lo + hi)
+            start = min(max(a, float(tr[0] - before[0])), float(tr[0] + after[0]))
+            end = min(max(a + float(sp * dt[-1]), float(tr[-1] - before[-1]), start), float(tr[-1] + after[-1]))
+            return start, end
+    return float(tr[0]), float(tr[-1])
 
 
 def _extract_hits(sim: np.ndarray, params: AlignParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,6 +274,7 @@ def align_pair(
     dur_q_all = _stands_for(tq_all, step_q, params.max_gap)
     dur_r_all = _stands_for(tr_all, step_r, params.max_gap)
     dur_r = dur_r_all[cols]
+    gap_before = np.minimum(np.diff(tr_all, prepend=tr_all[0] - dur_r_all[0]), params.max_gap)[cols]
     # A segment must last min_distinct_frames query steps on each timeline (less for a whole
     # video that is shorter), a quarter step of timestamp jitter allowed.
     need = params.min_distinct_frames * step_q - 0.25 * step_q
@@ -289,9 +301,9 @@ def align_pair(
             continue
         ref_start, ref_end = float(tr[c[0]]), float(tr[c[-1]])
         if np.any(sparse_r[c]):
-            placed = _reference_interval(tq[c], tr[c], dur_r[c], step_q)
-            if placed is not None:
-                ref_start, ref_end = placed
+            ref_start, ref_end = _reference_interval(
+                tq[c], tr[c], 0.5 * gap_before[c], 0.5 * dur_r[c], step_q, params.min_speed, params.max_speed
+            )
         seg = Segment(
             query_start=float(tq[c[0]]),
             query_end=float(tq[c[-1]]),
