@@ -127,6 +127,20 @@ def test_keyframe_mode_samples_every_keyframe_up_to_fps(make_video: Callable[...
     assert _times(path, fps=0.5, size=(32, 32), keyframe_gop=2.0) == pytest.approx([0, 2, 4], abs=1e-6)
 
 
+def test_keyframe_mode_keeps_every_keyframe_of_gops_a_little_longer_than_the_step(
+    make_video: Callable[..., Path],
+) -> None:
+    # Keyframes every 1.04 s sampled at 1 fps: "the frame on screen at t" would serve target 1 s
+    # with the keyframe at 0 s again and lose one keyframe in 25; the nearest keyframe serves each
+    # target, so all six are kept. With GOPs half the step, they are thinned to 1 fps.
+    path = make_video("gop104.mp4", seconds=6.0, fps=25, gop=26, codec_options={"bf": "0", "sc_threshold": "0"})
+    fast = _times(path, fps=1.0, size=(32, 32), keyframe_gop=2.0)
+    assert fast == pytest.approx([0, 1.04, 2.08, 3.12, 4.16, 5.2], abs=1e-6)
+    half = make_video("gop05.mp4", seconds=6.0, fps=25, gop=12, codec_options={"bf": "0", "sc_threshold": "0"})
+    thinned = _times(half, fps=1.0, size=(32, 32), keyframe_gop=2.0)
+    assert len(thinned) == 6 and all(abs(t - k) <= 0.25 for t, k in zip(thinned, range(6)))
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "2"])
 def test_keyframe_gop_must_be_seconds(make_video: Callable[..., Path], bad) -> None:
     path = make_video("cfr25.mp4", seconds=3.0, fps=25)

@@ -854,10 +854,13 @@ def iter_frames(
 
     ``keyframe_gop > 0`` is the fast mode for references: a GOP (keyframe to next keyframe) no
     longer than that many seconds is decoded as its keyframe alone, which then stands for the
-    whole GOP; longer GOPs are decoded and sampled as usual. On streams with short GOPs (1-2 s,
-    what platforms and phones write) this decodes a few percent of the frames; the samples are
-    then the keyframes (at most ``fps`` per second, at their own times), so gaps of up to
-    ``keyframe_gop`` seconds appear between them. Queries should be sampled exactly (0).
+    whole GOP; longer GOPs are decoded as usual. On streams with short GOPs (1-2 s, what
+    platforms and phones write) this decodes a few percent of the frames; the samples are then
+    the keyframes (at their own times), so gaps of up to ``keyframe_gop`` seconds appear between
+    them. In this mode each target takes the decoded frame *nearest* to it rather than the one on
+    screen, so that no keyframe is lost when the GOP is a little longer than ``1 / fps`` (every
+    keyframe is kept while GOPs are at least that long; shorter GOPs are thinned to ``fps``).
+    Queries should be sampled exactly (0).
 
     Memory stays bounded whatever the length: at most one decoded frame is held back.
 
@@ -1016,20 +1019,25 @@ def _sample(
         k = kk
         target = start + k / fps
 
-    if target < prev_t - _EPS:  # nothing on screen before the first frame we have
+    # Keyframe mode: each keyframe serves the targets nearer to it than to its neighbours (the
+    # keyframe stands for its GOP only approximately, and "on screen at the target" would drop a
+    # keyframe whenever the GOP is a little longer than the sampling step).
+    nearest = keyframe_gop > 0
+    if target < prev_t - _EPS and not nearest:  # nothing on screen before the first frame we have
         advance_past(prev_t)
     for frame in frames:
         t = clock.rel(clock.time(frame))
         if t <= prev_t + _EPS:
             stats.dropped_out_of_order += 1
             continue
-        if prev_t - _EPS <= target < t - _EPS:
+        serves_until = 0.5 * (prev_t + t) if nearest else t
+        if (nearest or prev_t - _EPS <= target) and target < serves_until - _EPS:
             yield prev_t, convert(prev)
             yielded += 1
             if max_frames is not None and yielded >= max_frames:
                 return
-        if target < t - _EPS:
-            advance_past(t)
+        if target < serves_until - _EPS:
+            advance_past(serves_until)
         last_gap = t - prev_t
         prev, prev_t = frame, t
         prev_dur = float(clock.last_dur) if clock.last_dur else None
@@ -1039,7 +1047,7 @@ def _sample(
     if stats.keyframe_gops and stats.end_ticks is not None and stream.time_base:
         # Keyframe mode: a last keyframe standing for its GOP is on screen until the packets end.
         end_dur = max(end_dur, clock.rel(Fraction(stats.end_ticks) * Fraction(stream.time_base)) - prev_t)
-    if prev_t - _EPS <= target < prev_t + end_dur - _EPS or (
+    if (nearest or prev_t - _EPS <= target) and target < prev_t + end_dur - _EPS or (
         end_dur == 0.0 and abs(target - prev_t) <= _EPS
     ):
         yield prev_t, convert(prev)
