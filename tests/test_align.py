@@ -121,6 +121,16 @@ def test_copy_of_a_sparsely_sampled_reference_is_placed_on_it(speed):
     assert abs(s.reference_start - 11) <= 1 and abs(s.reference_end - (11 + 8 * speed)) <= 1
 
 
+def test_frozen_chain_of_higher_similarity_does_not_hide_a_copy():
+    """A nearly static 3-s clip: every query frame is a bit closer to the last reference frame, so
+    the chain of highest total stays frozen on it (not a copy); the copy that advances through the
+    reference, slightly weaker, is still found (raw figures of a benchmark pair)."""
+    sim = np.array([[0.555, 0.579, 0.596], [0.505, 0.553, 0.576], [0.507, 0.550, 0.574]], np.float32)
+    (s,) = align_pair(sim, np.arange(3.0), np.array([0.0, 1.001, 2.002]))
+    assert (s.query_start, s.query_end) == (0.0, 2.0)
+    assert s.reference_start < s.reference_end and s.score > 0.4
+
+
 def test_long_copy_beats_short_of_same_similarity():
     tq, tr = np.arange(30.0), np.arange(30.0)
     a = np.full((30, 30), -0.2, np.float32)

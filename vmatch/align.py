@@ -149,18 +149,34 @@ def _best_chain(
     params: AlignParams,
     step_q: float,
     step_r: float,
+    ends_q: np.ndarray,
+    ends_r: np.ndarray,
+    need_q: float,
+    need_r: float,
 ) -> list[int]:
     """Dynamic programming over hits sorted by query time; returns the best chain's hit indices.
 
     A hit may follow a predecessor when both timelines advance within ``max_gap`` and the
     reference advances ``min_speed``..``max_speed`` times as fast as the query, both between the
     two hits and from the start of the chain (so small allowed jitters cannot add up to a drift).
+
+    Only chains long enough to be a segment are returned: lasting ``need_q`` / ``need_r`` seconds
+    on the two timelines, from the start of their first hit's frame to the end of their last
+    one's (``ends_q`` / ``ends_r``: where each hit's sampled frame stops standing). Each hit
+    carries two best chains, one not yet that long and one that is, so that a short or frozen
+    chain of high similarity (every query frame on one reference frame) cannot hide a slightly
+    weaker one that is a copy.
     """
     n = tq.size
     gain = val - params.hit_cost
-    best = np.where(alive, gain, -np.inf)
-    prev = np.full(n, -1, dtype=np.int64)
-    start = np.arange(n)
+    single_ok = ((ends_q - tq) >= need_q) & ((ends_r - tr) >= need_r)
+    # state 0: chain not yet long enough; state 1: long enough.
+    best = np.full((2, n), -np.inf)
+    best[0] = np.where(alive & ~single_ok, gain, -np.inf)
+    best[1] = np.where(alive & single_ok, gain, -np.inf)
+    prev = np.full((2, n), -1, dtype=np.int64)
+    prev_state = np.zeros((2, n), dtype=np.int64)
+    start = np.tile(np.arange(n), (2, 1))
     starts = np.flatnonzero(np.r_[True, np.diff(tq) > 0])
     ends = np.r_[starts[1:], n]
     lo_ptr = 0
@@ -177,39 +193,69 @@ def _best_chain(
         if cur.size == 0:
             continue
         pred = np.arange(lo_ptr, s)
-        pred = pred[np.isfinite(best[pred])]
+        pred = pred[np.isfinite(best[0, pred]) | np.isfinite(best[1, pred])]
         if pred.size == 0:
             continue
         dq = t_now - tq[pred]  # > 0
         dr = tr[cur][:, None] - tr[pred][None, :]
-        sp = start[pred]
-        dq0 = t_now - tq[sp]
-        dr0 = tr[cur][:, None] - tr[sp][None, :]
-        ok = (
+        step_ok = (
             (dr >= -1e-9)
             & (dr <= params.max_gap + step_r)
             & (dr >= dq[None, :] * params.min_speed - tol_r)
             & (dr <= dq[None, :] * params.max_speed + tol_r)
-            & (dr0 >= dq0[None, :] * params.min_speed - tol_r)
-            & (dr0 <= dq0[None, :] * params.max_speed + tol_r)
         )
-        cand = np.where(ok, best[pred][None, :], -np.inf)
-        j = np.argmax(cand, axis=1)
-        bestpred = cand[np.arange(cur.size), j]
-        take = bestpred > 0
+        cands = []
+        for k in (0, 1):
+            sp = start[k, pred]
+            dq0 = t_now - tq[sp]
+            dr0 = tr[cur][:, None] - tr[sp][None, :]
+            ok = (
+                step_ok
+                & (dr0 >= dq0[None, :] * params.min_speed - tol_r)
+                & (dr0 <= dq0[None, :] * params.max_speed + tol_r)
+            )
+            cands.append((ok, best[k, pred][None, :], sp))
+        ok0, v0, sp0 = cands[0]
+        ok1, v1, _ = cands[1]
+        long0 = ((ends_q[cur][:, None] - tq[sp0][None, :]) >= need_q) & (
+            (ends_r[cur][:, None] - tr[sp0][None, :]) >= need_r
+        )
+        rows_c = np.arange(cur.size)
+        # Into state 1: from a long chain, or from a short one this hit makes long enough.
+        c1a = np.where(ok1, v1, -np.inf)
+        c1b = np.where(ok0 & long0, v0, -np.inf)
+        j1a, j1b = np.argmax(c1a, axis=1), np.argmax(c1b, axis=1)
+        b1a, b1b = c1a[rows_c, j1a], c1b[rows_c, j1b]
+        use_b = b1b > b1a
+        b1 = np.where(use_b, b1b, b1a)
+        take = b1 > 0
         if np.any(take):
             idx = cur[take]
-            chosen = pred[j[take]]
-            best[idx] = gain[idx] + bestpred[take]
-            prev[idx] = chosen
-            start[idx] = start[chosen]
-    if not np.any(np.isfinite(best)):
+            from_k = np.where(use_b[take], 0, 1)
+            chosen = pred[np.where(use_b[take], j1b[take], j1a[take])]
+            best[1, idx] = gain[idx] + b1[take]
+            prev[1, idx] = chosen
+            prev_state[1, idx] = from_k
+            start[1, idx] = start[from_k, chosen]
+        # Into state 0: a short chain that stays short.
+        c0 = np.where(ok0 & ~long0, v0, -np.inf)
+        j0 = np.argmax(c0, axis=1)
+        b0 = c0[rows_c, j0]
+        take = b0 > 0
+        if np.any(take):
+            idx = cur[take]
+            chosen = pred[j0[take]]
+            best[0, idx] = gain[idx] + b0[take]
+            prev[0, idx] = chosen
+            prev_state[0, idx] = 0
+            start[0, idx] = start[0, chosen]
+    if not np.any(np.isfinite(best[1])):
         return []
-    cur_i = int(np.argmax(best))
+    cur_i, k = int(np.argmax(best[1])), 1
     chain = []
     while cur_i >= 0:
         chain.append(cur_i)
-        cur_i = int(prev[cur_i])
+        cur_i, k = int(prev[k, cur_i]), int(prev_state[k, cur_i])
     chain.reverse()
     return chain
 
@@ -281,12 +327,14 @@ def align_pair(
     need_q = min(need, float(tq_all[-1] + dur_q_all[-1] - tq_all[0]) - 1e-9)
     need_r = min(need, float(tr_all[-1] + dur_r_all[-1] - tr_all[0]) - 1e-9)
     sparse_r = dur_r > 1.5 * step_q  # reference frames standing for more than a query step
+    ends_q = tq + dur_q_all[rows]
+    ends_r = tr + dur_r
     alive = np.ones(rows.size, dtype=bool)
     segments: list[Segment] = []
     for _ in range(4 * params.max_segments):
         if len(segments) >= params.max_segments or not np.any(alive):
             break
-        chain = _best_chain(tq, tr, vals, alive, params, step_q, step_r)
+        chain = _best_chain(tq, tr, vals, alive, params, step_q, step_r, ends_q, ends_r, need_q, need_r)
         if not chain:
             break
         c = np.asarray(chain)
