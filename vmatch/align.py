@@ -343,8 +343,8 @@ def align_pair(
         score = float(vals[c].sum()) / (c.size + 1.0)
         if score < params.min_segment_score:
             continue
-        lasts_q = float(np.max(tq[c] + dur_q_all[rows[c]]) - np.min(tq[c]))
-        lasts_r = float(np.max(tr[c] + dur_r[c]) - np.min(tr[c]))
+        lasts_q = float(np.max(ends_q[c]) - np.min(tq[c]))
+        lasts_r = float(np.max(ends_r[c]) - np.min(tr[c]))
         if lasts_q < need_q or lasts_r < need_r:
             continue
         ref_start, ref_end = float(tr[c[0]]), float(tr[c[-1]])

@@ -75,12 +75,11 @@ def choose_index(n_vectors: int, dim: int, kind: str = "auto", *, pq_m: int = 32
         raise UsageError(f"dimension {dim} is not a multiple of the {pq_m} PQ sub-quantisers")
     nlist = _nlist(n_vectors)
     nprobe = max(16, nlist // 16)
-    ivf = f"IVF{nlist}"
     factory = {
         "flat": "Flat",
-        "ivf": f"{ivf},Flat",
-        "ivfpq": f"{ivf},PQ{pq_m}",
-        "opqivfpq": f"OPQ{pq_m},{ivf},PQ{pq_m}",
+        "ivf": f"IVF{nlist},Flat",
+        "ivfpq": f"IVF{nlist},PQ{pq_m}",
+        "opqivfpq": f"OPQ{pq_m},IVF{nlist},PQ{pq_m}",
     }[kind]
     return IndexChoice(kind, factory, nprobe if kind != "flat" else 0, nlist if kind != "flat" else 0)
 

@@ -205,55 +205,38 @@ class ModelSpec:
         return f"{self.name}-v{self.version}-{digest}"
 
 
+_DEFAULT_SPEC = ModelSpec(
+    name="effnet-lite0-gem",
+    version=1,
+    weights=LITE0_WEIGHTS,
+    weights_sha256=LITE0_WEIGHTS_SHA256,
+    input_size=(224, 224),
+    preprocessing=LITE0_PREPROCESSING,
+    pooling="gem",
+    gem_p=3.0,
+    projection="effnet_lite0_gem_pca256.npz",
+    projection_sha256="6ee998455c31c56e25f1868e62d87a36e7c8430a9b0aff00fb5e3b20cd74cb29",  # models/fit_projection.py prints it
+    dim=256,
+    hflip_tta=True,
+    crop_borders=True,
+)
+
 _REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
     {
         spec.name: spec
         for spec in (
-            ModelSpec(
-                name="effnet-lite0-gem",
-                version=1,
-                weights=LITE0_WEIGHTS,
-                weights_sha256=LITE0_WEIGHTS_SHA256,
-                input_size=(224, 224),
-                preprocessing=LITE0_PREPROCESSING,
-                pooling="gem",
-                gem_p=3.0,
-                projection="effnet_lite0_gem_pca256.npz",
-                projection_sha256="6ee998455c31c56e25f1868e62d87a36e7c8430a9b0aff00fb5e3b20cd74cb29",  # models/fit_projection.py prints it
-                dim=256,
-                hflip_tta=True,
-                crop_borders=True,
-            ),
-            ModelSpec(
+            _DEFAULT_SPEC,
+            # One pass at 160x160, its whitening fitted with mirrored copies as positives.
+            dataclasses.replace(
+                _DEFAULT_SPEC,
                 name="effnet-lite0-gem-fast",
-                version=1,
-                weights=LITE0_WEIGHTS,
-                weights_sha256=LITE0_WEIGHTS_SHA256,
                 input_size=(160, 160),
-                preprocessing=LITE0_PREPROCESSING,
-                pooling="gem",
-                gem_p=3.0,
                 projection="effnet_lite0_gem160_pca256.npz",
                 projection_sha256="b1a568c256829d043621f5f68b88133f902b39b834240d08184265438887f4e6",
-                dim=256,
                 hflip_tta=False,
-                crop_borders=True,
             ),
-            ModelSpec(
-                name="effnet-lite0-gem-raw",
-                version=1,
-                weights=LITE0_WEIGHTS,
-                weights_sha256=LITE0_WEIGHTS_SHA256,
-                input_size=(224, 224),
-                preprocessing=LITE0_PREPROCESSING,
-                pooling="gem",
-                gem_p=3.0,
-                projection="",
-                projection_sha256="",
-                dim=1280,
-                hflip_tta=True,
-                crop_borders=True,
-            ),
+            # The raw 1280-d GeM descriptor, no projection.
+            dataclasses.replace(_DEFAULT_SPEC, name="effnet-lite0-gem-raw", projection="", projection_sha256="", dim=1280),
         )
     }
 )

@@ -572,8 +572,8 @@ def index_videos(
     try:
         index_files(
             bank, paths, embedder, fps=fps, ref_id=ref_id, summary=summary, workers=workers,
-            skip_nonref=skip_nonref, keyframe_gop=keyframe_gop, vpdq=vpdq, cnn_threads=cnn_threads, on_error=on_error, on_done=on_done, progress=progress,
-            save_every=save_every,
+            skip_nonref=skip_nonref, keyframe_gop=keyframe_gop, vpdq=vpdq, cnn_threads=cnn_threads,
+            on_error=on_error, on_done=on_done, progress=progress, save_every=save_every,
         )
     except KeyboardInterrupt:
         summary.interrupted = True
