@@ -4,6 +4,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -93,3 +94,28 @@ def test_localisation_family_and_false_matches():
     assert bm.false_matches(["n1", "n2"], scored, 0.6) == (0, 2)
     assert bm.wrong_reference_pairs({("q1", "a"), ("q2", "b")}, {("q1", "b"): 0.5, **scored}, 0.3, ["n1"]) == 1
     assert not math.isnan(bm.pair_micro_ap({("q1", "a")}, scored))
+
+
+def test_micro_ap_arrays_equals_pair_micro_ap():
+    rng = np.random.default_rng(3)
+    gt = {(f"q{i}", "r") for i in range(0, 40, 2)}
+    scored = {(f"q{i}", r): float(np.round(rng.random(), 1)) for i in range(40) for r in ("r", "s")}  # many ties
+    s = np.array(list(scored.values()))
+    p = np.array([k in gt for k in scored])
+    assert bm._micro_ap_arrays(s, p, len(gt)) == pytest.approx(bm.pair_micro_ap(gt, scored))
+
+
+def test_paired_bootstrap_micro_ap():
+    queries = [f"q{i}" for i in range(60)]
+    gt = {(q, "r") for q in queries[:40]}
+    rng = np.random.default_rng(0)
+    a = {(q, "r"): float(rng.random()) for q in queries}  # a random ranking
+    same = bm.paired_bootstrap_micro_ap(gt, a, dict(a), queries, n=200)
+    assert same["diff"] == 0.0 and same["lo"] == 0.0 and same["hi"] == 0.0
+    b = {(q, "r"): (1.0 + rng.random() if (q, "r") in gt else rng.random()) for q in queries}  # perfect
+    out = bm.paired_bootstrap_micro_ap(gt, a, b, queries, n=200)
+    assert out["b"] == pytest.approx(1.0) and out["a"] == pytest.approx(bm.pair_micro_ap(gt, a))
+    assert 0.0 < out["lo"] <= out["diff"] <= out["hi"] and out["p_b_below_a"] == 0.0
+    # swapped systems: the interval flips sign
+    back = bm.paired_bootstrap_micro_ap(gt, b, a, queries, n=200)
+    assert back["hi"] < 0 and back["p_b_below_a"] == 1.0
