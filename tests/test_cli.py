@@ -234,6 +234,20 @@ def test_index_keyframes_flag(capsys, tmp_path):
     assert code == 2 and "keyframe_gop" in err
 
 
+def test_index_precision_flag(capsys, tmp_path):
+    """--precision: fp32 indexes as the default does; one the CPU cannot run is a usage error before any bank
+    exists; an unknown value is refused by the parser."""
+    src = tmp_path / "videos"
+    small_clip(src / "clip.mp4", 1630, 3)
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "bank", "--device", "cpu", "--precision", "fp32", src)
+    assert code == 0, err
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "bank16", "--device", "cpu", "--precision", "fp16", src)
+    assert code == 2 and "fp16" in err and "CUDA only" in err
+    assert not (tmp_path / "bank16").exists()
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "bank8", "--precision", "int8", src)
+    assert code == 2 and "invalid choice" in err and not (tmp_path / "bank8").exists()
+
+
 def test_reindex_same_id_replaces(capsys, tmp_path):
     a = small_clip(tmp_path / "clip_a.mp4", 1701, 5)
     b = small_clip(tmp_path / "clip_b.mp4", 1702, 3)

@@ -526,3 +526,38 @@ def test_torch_compile_gives_the_eager_embeddings(images: np.ndarray) -> None:
     np.testing.assert_allclose(compiled.embed(small), eager.embed(small), atol=2e-4)
     with pytest.raises(UsageError, match="compile"):
         TorchEmbedder(get_model_spec("effnet-lite0-gem-fast"), device="cpu", compile="yes")
+
+
+def test_resolve_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vmatch.embed as embed_mod
+
+    assert embed_mod.resolve_precision("auto", "cpu") == "fp32"
+    assert embed_mod.resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(UsageError, match="one of auto, fp32, bf16, fp16"):
+        embed_mod.resolve_precision("int8", "cpu")
+    with pytest.raises(UsageError, match="CUDA only"):
+        embed_mod.resolve_precision("fp16", "cpu")
+    monkeypatch.setattr(embed_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(UsageError, match="no native bf16"):
+        embed_mod.resolve_precision("bf16", "cpu")
+    with pytest.raises(UsageError, match="no native bf16"):  # checked before the model is built
+        TorchEmbedder(RAW_SPEC, device="cpu", precision="bf16")
+    monkeypatch.setattr(embed_mod, "cpu_has_native_bf16", lambda: True)
+    assert embed_mod.resolve_precision("bf16", "cpu") == "bf16"
+
+
+@pytest.mark.skipif(not __import__("vmatch.embed").embed.cpu_has_native_bf16(), reason="CPU without native bf16")
+def test_cpu_bf16_embeddings_stay_close_to_fp32(images: np.ndarray) -> None:
+    # The network runs under CPU autocast: not bit-identical to fp32 (so bf16 really ran), but the
+    # projected embeddings stay close (measured cosine 0.986-0.999 on generated scenes, default model)
+    # and each frame stays its own nearest neighbour across precisions.
+    fp32 = make_embedder(DEFAULT_MODEL, device="cpu", batch_size=8)
+    bf16 = make_embedder(DEFAULT_MODEL, device="cpu", batch_size=8, precision="bf16")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32" and "precision='bf16'" in repr(bf16)
+    a, b = fp32.embed(images), bf16.embed(images)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cos = np.sum(a * b, axis=1)
+    assert not np.array_equal(a, b)
+    assert cos.min() > 0.97
+    assert np.all(np.argmax(a @ b.T, axis=1) == np.arange(len(images)))

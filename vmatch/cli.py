@@ -58,6 +58,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run the CNN through torch.compile (pays ~0.5 min of compilation first; worth it on long runs and GPUs)",
     )
     embed_opts.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+        help="the CNN's arithmetic: auto (fp32 on CPU, bf16/fp16 on a GPU); bf16 on a CPU with AVX512-BF16 "
+        "or AMX is ~1.6x faster, embeddings within cosine ~0.99 of fp32 (benchmarks/RESULTS.md)",
+    )
+    embed_opts.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the CNN (default: all cores; a third of them while `index` decodes in parallel)"
     )
 
@@ -76,7 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--id", dest="ref_id", default=None, help="reference id (only with a single file)")
     pi.add_argument("--vpdq", action="store_true", help="also store each video's vPDQ hash (a second decode)")
     pi.add_argument(
-        "--model", default=None, help="model of a new bank (default: effnet-lite0-gem); must match an existing bank"
+        "--model", default=None,
+        help="model of a new bank (default: effnet-lite0-gem; effnet-lite0-gem-192: one CNN pass, 2.4x the CNN "
+        "throughput, for large reference sets; others: effnet-lite0-gem-fast); must match an existing bank",
     )
     pi.add_argument(
         "--workers", type=int, default=None, metavar="N",
@@ -89,7 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument(
         "--keyframes", type=float, nargs="?", const=2.0, default=0.0, metavar="SECONDS",
         help="fast mode for references: a GOP up to SECONDS long (default 2) is decoded as its keyframe alone, "
-        "longer ones in full; much faster on short-GOP uploads (see benchmarks/RESULTS.md for its accuracy cost)",
+        "longer ones in full; much faster on short-GOP uploads (see benchmarks/RESULTS.md for its accuracy cost). "
+        "Fast reference indexing: --model effnet-lite0-gem-192 --skip-nonref --keyframes",
     )
     pi.add_argument("--shards", type=int, default=None, metavar="N",
                     help="create the bank as N shards (split by reference id), searched together")
@@ -258,6 +266,7 @@ def _ray_engine(bank, args):
         device=args.device,
         batch_size=args.batch_size,
         threads=args.threads,
+        precision=args.precision,
     )
     return RayEngine(bank.spec, opts)
 
@@ -268,7 +277,7 @@ def _prepare_embedder(bank, args) -> None:
     tune_cpu_allocator()
     bank.set_embedder(
         make_embedder(bank.spec, device=args.device, batch_size=args.batch_size, threads=args.threads,
-                      compile=args.compile)
+                      compile=args.compile, precision=args.precision)
     )
 
 
@@ -311,6 +320,10 @@ def cmd_index(args) -> int:
     if not files:
         _err("no video files to index")
         return EXIT_PARTIAL
+    if args.precision != "auto":  # a precision this machine cannot run must not leave a new, empty bank behind
+        from vmatch.embed import resolve_device, resolve_precision
+
+        resolve_precision(args.precision, resolve_device(args.device))
     bank = _open_bank(args, create=True, model=args.model)
     try:
         if args.shard is not None:
@@ -481,7 +494,7 @@ def cmd_hash(args) -> int:
         _err(f"{path}: {reason}")
     tune_cpu_allocator()
     embedder = make_embedder(args.model, device=args.device, batch_size=args.batch_size, threads=args.threads,
-                             compile=args.compile)
+                             compile=args.compile, precision=args.precision)
     failed = len(problems)
     for f in files:
         try:

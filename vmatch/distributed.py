@@ -79,6 +79,8 @@ class RayOptions:
         device: the actors' torch device: "auto" (the GPU Ray assigned, else CPU), "cpu", "cuda".
         batch_size: frames per CNN batch.
         threads: torch threads per CPU actor (default: ``actor_num_cpus`` rounded up).
+        precision: the actors' CNN arithmetic ("auto", "fp32", "bf16", "fp16"; see
+            :func:`vmatch.embed.resolve_precision`; checked on each actor's own device).
         max_in_flight: videos submitted and not yet stored, at most (default 2 per actor + 2).
         max_retries: resubmissions of a video whose worker died, on top of Ray's own retries.
         chunk_frames: sampled frames per decode task when indexing; a longer video is decoded in
@@ -92,6 +94,7 @@ class RayOptions:
     device: str = "auto"
     batch_size: int = 32
     threads: int | None = None
+    precision: str = "auto"
     max_in_flight: int | None = None
     max_retries: int = 3
     chunk_frames: int = 600
@@ -187,7 +190,9 @@ def _decode_task(
 class _EmbedWorker:
     """Ray actor: holds one embedder (the model loaded once) and embeds decoded videos."""
 
-    def __init__(self, spec_json: str, device: str, batch_size: int, threads: int | None) -> None:
+    def __init__(
+        self, spec_json: str, device: str, batch_size: int, threads: int | None, precision: str = "auto"
+    ) -> None:
         import json
 
         from vmatch.embed import make_embedder, tune_cpu_allocator
@@ -195,7 +200,9 @@ class _EmbedWorker:
 
         tune_cpu_allocator()
         spec = ModelSpec.from_dict(json.loads(spec_json))
-        self._embedder = make_embedder(spec, device=device, batch_size=batch_size, threads=threads)
+        self._embedder = make_embedder(
+            spec, device=device, batch_size=batch_size, threads=threads, precision=precision
+        )
 
     def pid(self) -> int:
         """This actor's process id (tests kill it)."""
@@ -347,7 +354,7 @@ class RayEngine:
                 max_restarts=4 * (options.max_retries + 1), max_task_retries=options.max_retries, **actor_opts
             )
             self._actors = [
-                cls.remote(spec.to_json(), device, options.batch_size, threads) for _ in range(n)
+                cls.remote(spec.to_json(), device, options.batch_size, threads, options.precision) for _ in range(n)
             ]
             self._load = [0] * n
             self.uses_gpu = use_gpu
