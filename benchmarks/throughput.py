@@ -15,13 +15,16 @@ File sets (evaluation or generated media only; never read by any fit):
 
 Per set, in one process and one run (so the figures are ratios of the same conditions):
 
-* stages: decode + sample at 1 frame/s to 224x224 (also with ``skip_nonref``, and in keyframe mode
-  at 160x160), the CNN on those frames (default model; fast model at 160x160), the bank write
-  (SQLite transaction + FAISS add), frame search and alignment of the set matched against itself;
+* stages: decode + sample at 1 frame/s to 224x224 (also with ``skip_nonref``, and in keyframe mode),
+  the CNN on those frames (default model in fp32, and in bf16 where the CPU runs it natively; the
+  fast model at 160x160), the bank write (SQLite transaction + FAISS add), frame search and
+  alignment of the set matched against itself;
 * end to end ``index_videos`` into a fresh bank (``CONFIGS``): the slow path (``workers=0``), the
-  overlapped path (``workers=None``: decode threads ahead of the CNN), + ``skip_nonref``; the fast
-  model (``effnet-lite0-gem-fast``: one pass at 160x160) + ``skip_nonref``; and + keyframe mode
-  (``keyframe_gop=2``). Their accuracy is measured by ``bench_run.py`` (RESULTS.md, "Throughput");
+  overlapped path (``workers=None``: decode threads ahead of the CNN), + ``skip_nonref``, + keyframe
+  mode (``keyframe_gop=2``), + bf16 (CPU autocast; skipped on a CPU without native bf16, and on a
+  GPU, where autocast is the default anyway); the fast model (``effnet-lite0-gem-fast``: one pass at
+  160x160) + ``skip_nonref`` + keyframe mode. Their accuracy is measured by ``bench_run.py``
+  (RESULTS.md, "What each fast option costs in accuracy");
 * vPDQ (``vpdq`` package, 1 hash/s, decoding included), when importable.
 
 × RT = seconds of video / wall seconds. Model load is not counted (warmed up once before).
@@ -125,8 +128,8 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
             pass
     r["decode_skip_nonref"] = time.monotonic() - t
     t = time.monotonic()
-    for f in files:  # the fast reference mode at the fast model's input size
-        for _ in iter_frames(f, fps=1.0, size=(160, 160), skip_nonref=True, keyframe_gop=2.0):
+    for f in files:  # the fast reference mode
+        for _ in iter_frames(f, fps=1.0, size=(224, 224), skip_nonref=True, keyframe_gop=2.0):
             pass
     r["decode_keyframes"] = time.monotonic() - t
     if bank_dir.exists():
@@ -141,8 +144,18 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
             embs.append(VideoEmbedding(f.stem, ts, feats, float(ts[-1]) + 1.0, emb.spec.model_id, sha256=""))
         r["embed"] = time.monotonic() - t
         r["frames"] = int(sum(len(ts) for _, ts, _ in decoded))
-        from vmatch.embed import make_embedder
+        from vmatch.embed import cpu_has_native_bf16, make_embedder
         from vmatch.synth import resize
+
+        r["embed_bf16"] = None
+        if device == "cpu" and cpu_has_native_bf16():
+            bf16 = make_embedder(emb.spec, device=device, precision="bf16")
+            bf16.embed(decoded[0][2][:2])  # warm-up
+            t = time.monotonic()
+            for _, _, fr in decoded:
+                for a in range(0, len(fr), 32):
+                    bf16.embed(fr[a:a + 32])
+            r["embed_bf16"] = time.monotonic() - t
 
         fast = make_embedder("effnet-lite0-gem-fast", device=device)
         small = [resize(fr, height=160, width=160) for _, _, fr in decoded]
@@ -172,24 +185,34 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
     return r
 
 
-#: End-to-end configurations: key -> (label, workers, skip_nonref, keyframe_gop, model).
+FAST = "effnet-lite0-gem-fast"
+#: End-to-end configurations: key -> (label, workers, skip_nonref, keyframe_gop, model, precision).
 CONFIGS = {
-    "slow": ("slow path (workers=0)", 0, False, 0.0, None),
-    "overlap": ("overlapped", None, False, 0.0, None),
-    "overlap_skip_nonref": ("overlapped + skip_nonref", None, True, 0.0, None),
-    "fast_skip_nonref": ("fast model + skip_nonref", None, True, 0.0, "effnet-lite0-gem-fast"),
-    "fast_keyframes": ("fast model + skip_nonref + keyframes (2 s)", None, True, 2.0, "effnet-lite0-gem-fast"),
+    "slow": ("slow path (workers=0)", 0, False, 0.0, None, "auto"),
+    "overlap": ("overlapped", None, False, 0.0, None, "auto"),
+    "overlap_skip_nonref": ("overlapped + skip_nonref", None, True, 0.0, None, "auto"),
+    "keyframes": ("+ keyframes (2 s)", None, True, 2.0, None, "auto"),
+    "keyframes_bf16": ("+ keyframes + bf16", None, True, 2.0, None, "bf16"),
+    "fast_keyframes": ("fast model + skip_nonref + keyframes", None, True, 2.0, FAST, "auto"),
 }
+#: The configurations also reported as a ratio to vPDQ.
+RATIOS = ("overlap_skip_nonref", "keyframes_bf16", "fast_keyframes")
 
 
 def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool, keyframe_gop: float = 0.0,
-               model: str | None = None, device: str = "cpu") -> dict:
+               model: str | None = None, device: str = "cpu", precision: str = "auto") -> dict | None:
+    """``index_videos`` of ``files`` into a fresh bank; ``None`` when ``precision`` cannot run on ``device``
+    (bf16 on a CPU without native bf16; on a GPU "auto" is already bf16/fp16)."""
     from vmatch import Bank
+    from vmatch.embed import cpu_has_native_bf16, make_embedder
     from vmatch.pipeline import index_videos
 
+    if precision == "bf16" and (device != "cpu" or not cpu_has_native_bf16()):
+        return None
     if bank_dir.exists():
         shutil.rmtree(bank_dir)
     with Bank.open(bank_dir, create=True, device=device, model=model) as bank:
+        bank.set_embedder(make_embedder(bank.spec, device=device, precision=precision))
         emb = bank.embedder()
         h, w = emb.spec.input_size
         emb.embed(np.zeros((2, h, w, 3), np.uint8) + 100)  # load + warm-up, not counted
@@ -236,9 +259,12 @@ def main(argv=None) -> int:
         row = {"set": name, "files": len(files), "video_s": video_s}
         row["stages"] = stages(files, work / "bank_stages", args.device)
         print("  stages:", {k: round(v, 2) for k, v in row["stages"].items()}, flush=True)
-        for key, (_, workers, skip, gop, model) in CONFIGS.items():
+        for key, (_, workers, skip, gop, model, precision) in CONFIGS.items():
             row[key] = end_to_end(files, work / f"bank_{key}", workers=workers, skip_nonref=skip, keyframe_gop=gop,
-                                  model=model, device=args.device)
+                                  model=model, device=args.device, precision=precision)
+            if row[key] is None:
+                print(f"  {key}: not run ({precision} does not run natively on {args.device})", flush=True)
+                continue
             print(f"  {key}: {row[key]['elapsed']:.2f} s = {video_s / row[key]['elapsed']:.1f}x RT "
                   f"({row[key]['frames']} frames)", flush=True)
         row["vpdq"] = run_vpdq(files)
@@ -261,27 +287,29 @@ def markdown(rows: list[dict], mach: str) -> str:
              "frames stored in brackets where they differ from the exact sampling:")
     L.append("")
     L.append("| set | files | video s | frames | vPDQ (1 hash/s) | " + " | ".join(c[0] for c in CONFIGS.values())
-             + " | fast + skip_nonref / vPDQ | fast + keyframes / vPDQ |")
-    L.append("|---|---|---|---|---|" + "---|" * len(CONFIGS) + "---|---|")
+             + " | " + " | ".join(f"{CONFIGS[k][0]} / vPDQ" for k in RATIOS) + " |")
+    L.append("|---|---|---|---|---|" + "---|" * (len(CONFIGS) + len(RATIOS)))
     for r in rows:
         v = r["video_s"]
-        x = {k: v / r[k]["elapsed"] for k in CONFIGS}
+        x = {k: v / r[k]["elapsed"] if r.get(k) else float("nan") for k in CONFIGS}
         vp = v / r["vpdq"]["elapsed"] if r.get("vpdq") else float("nan")
         n = r["overlap"]["frames"]
-        cells = [f"{x[k]:.1f}" + (f" ({r[k]['frames']})" if r[k]["frames"] != n else "") for k in CONFIGS]
+        cells = [("—" if not r.get(k) else f"{x[k]:.1f}" + (f" ({r[k]['frames']})" if r[k]["frames"] != n else ""))
+                 for k in CONFIGS]
         L.append(f"| {r['set']} | {r['files']} | {v:.0f} | {n} | {vp:.1f} | " + " | ".join(cells)
-                 + f" | {x['fast_skip_nonref'] / vp:.2f} | {x['fast_keyframes'] / vp:.2f} |")
+                 + " | " + " | ".join("—" if not r.get(k) else f"{x[k] / vp:.2f}" for k in RATIOS) + " |")
     L.append("")
     L.append("Stages alone, one after the other (seconds; × real time in brackets):")
     L.append("")
-    L.append("| set | decode+sample | decode (skip_nonref) | decode (keyframes + skip_nonref, 160²) | CNN (frames/s) "
-             "| CNN fast model (frames/s) | bank write | search | align |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| set | decode+sample | decode (skip_nonref) | decode (keyframes + skip_nonref) | CNN (frames/s) "
+             "| CNN bf16 (frames/s) | CNN fast model (frames/s) | bank write | search | align |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s, v = r["stages"], r["video_s"]
+        bf16 = "—" if not s.get("embed_bf16") else f"{s['embed_bf16']:.2f} ({s['frames'] / s['embed_bf16']:.0f}/s)"
         L.append(f"| {r['set']} | {s['decode']:.2f} ({v / s['decode']:.0f}×) | {s['decode_skip_nonref']:.2f} "
                  f"({v / s['decode_skip_nonref']:.0f}×) | {s['decode_keyframes']:.2f} ({v / s['decode_keyframes']:.0f}×) | "
-                 f"{s['embed']:.2f} ({s['frames'] / s['embed']:.0f}/s) | "
+                 f"{s['embed']:.2f} ({s['frames'] / s['embed']:.0f}/s) | {bf16} | "
                  f"{s['embed_fast']:.2f} ({s['frames'] / s['embed_fast']:.0f}/s) | "
                  f"{s['bank_add']:.3f} | {s['search']:.3f} | {s['align']:.3f} |")
     return "\n".join(L) + "\n"

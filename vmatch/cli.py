@@ -82,8 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--vpdq", action="store_true", help="also store each video's vPDQ hash (a second decode)")
     pi.add_argument(
         "--model", default=None,
-        help="model of a new bank (default: effnet-lite0-gem; effnet-lite0-gem-192: one CNN pass, 2.4x the CNN "
-        "throughput, for large reference sets; others: effnet-lite0-gem-fast); must match an existing bank",
+        help="model of a new bank (default: effnet-lite0-gem; effnet-lite0-gem-fast: one CNN pass at 160x160, "
+        "3.5x the CNN throughput, lower accuracy); must match an existing bank",
     )
     pi.add_argument(
         "--workers", type=int, default=None, metavar="N",
@@ -97,7 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--keyframes", type=float, nargs="?", const=2.0, default=0.0, metavar="SECONDS",
         help="fast mode for references: a GOP up to SECONDS long (default 2) is decoded as its keyframe alone, "
         "longer ones in full; much faster on short-GOP uploads (see benchmarks/RESULTS.md for its accuracy cost). "
-        "Fast reference indexing: --model effnet-lite0-gem-192 --skip-nonref --keyframes",
+        "Fast reference indexing: --skip-nonref --keyframes, with --precision bf16 where the CPU has it",
     )
     pi.add_argument("--shards", type=int, default=None, metavar="N",
                     help="create the bank as N shards (split by reference id), searched together")
