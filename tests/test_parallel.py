@@ -177,3 +177,22 @@ def test_keyframe_mode_indexes_fewer_frames_and_never_loses_a_file(tmp_path, wor
 def test_keyframe_gop_is_checked(tmp_path, files):
     with _bank(tmp_path / "b", FakeEmbedder()) as bank, pytest.raises(UsageError, match="keyframe_gop"):
         index_videos(bank, files[:1], keyframe_gop=-1)
+
+
+def test_workers_take_the_largest_files_first(tmp_path, files):
+    """Longest-processing-time-first: the pool starts the largest file first, so that a long file does not
+    decode alone at the end; with one worker the files are therefore stored largest first."""
+    from vmatch.parallel import largest_first
+
+    missing = tmp_path / "gone.mp4"
+    paths = [*files, missing]
+    sizes = [p.stat().st_size if p.exists() else 0 for p in paths]
+    order = largest_first(paths)
+    assert sorted(order) == list(range(len(paths)))
+    assert [sizes[i] for i in order] == sorted(sizes, reverse=True)
+    assert order[-1] == len(paths) - 1  # unreadable: last
+    stored = []
+    with _bank(tmp_path / "b", FakeEmbedder()) as bank:
+        index_videos(bank, files, workers=1, on_done=lambda p, e: stored.append(p))
+    good = [str(files[i]) for i in largest_first(files) if files[i].stem.startswith("clip_")]
+    assert stored == good and stored != [str(f) for f in files if f.stem.startswith("clip_")]
