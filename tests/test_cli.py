@@ -234,6 +234,41 @@ def test_index_keyframes_flag(capsys, tmp_path):
     assert code == 2 and "keyframe_gop" in err
 
 
+def test_index_fast_flag(capsys, tmp_path, monkeypatch):
+    """--fast: references sampled at 0.5 frame/s in keyframe mode (2 s) with skip_nonref and, on a CPU with native
+    bf16, in bf16; an explicit --fps / --keyframes / --precision wins; not with --ray."""
+    import vmatch.cli as cli_mod
+    import vmatch.parallel as parallel_mod
+
+    seen = []
+    real = parallel_mod.index_files
+
+    def spy(bank, paths, embedder, **kw):
+        seen.append((kw["fps"], kw["keyframe_gop"], kw["skip_nonref"], embedder.precision))
+        return real(bank, paths, embedder, **kw)
+
+    monkeypatch.setattr(parallel_mod, "index_files", spy)
+    src = tmp_path / "videos"
+    write_clip(src / "short.mp4", scene_clip(1640, 0, 6), gop=1000)  # one GOP of 6 s: decoded in full
+    monkeypatch.setattr("vmatch.embed.cpu_has_native_bf16", lambda: False)
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "b1", "--device", "cpu", "--fast", src)
+    assert code == 0, err
+    with Bank.open(tmp_path / "b1") as b:
+        assert list(b.reference_embedding("short").timestamps) == [0.0, 2.0, 4.0]
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "b2", "--device", "cpu", "--fast", "--fps", "1",
+                       "--keyframes", "8", "--precision", "fp32", src)
+    assert code == 0, err
+    with Bank.open(tmp_path / "b2") as b:
+        assert list(b.reference_embedding("short").timestamps) == [0.0]  # the GOP stood for by its keyframe
+    monkeypatch.setattr("vmatch.embed.cpu_has_native_bf16", lambda: True)
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "b3", "--device", "cpu", "--fast", src)
+    assert code == 0, err
+    assert seen == [(0.5, 2.0, True, "fp32"), (1.0, 8.0, True, "fp32"), (0.5, 2.0, True, "bf16")]
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "b4", "--fast", "--ray", "local", src)
+    assert code == 2 and "--ray" in err
+    assert cli_mod.FAST_FPS == 0.5 and cli_mod.FAST_KEYFRAME_GOP == 2.0
+
+
 def test_index_precision_flag(capsys, tmp_path):
     """--precision: fp32 indexes as the default does; one the CPU cannot run is a usage error before any bank
     exists; an unknown value is refused by the parser."""

@@ -174,6 +174,25 @@ def test_keyframe_mode_indexes_fewer_frames_and_never_loses_a_file(tmp_path, wor
     assert np.allclose(b["black_key"][0], a["black_key"][0]) and len(a["black_key"][0]) == 4
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sparse_sampling_never_loses_a_short_clip(tmp_path, workers):
+    """Sampled at 0.5 frame/s, a 1.6-s clip that opens on 1 s of black has one sample, black: it is sampled
+    again at 1 frame/s (the default rate) instead of being reported as blank. A file that is blank at 1
+    frame/s too is still refused."""
+    from vmatch.pipeline import DENSE_FPS
+
+    fps = 10
+    clip = scene_clip(3102, 0, 0.6, fps=fps)
+    leader = np.concatenate([synth.black_frames(fps, clip.shape[2], clip.shape[1]), clip])
+    short = write_clip(tmp_path / "short.mp4", leader, fps=fps)
+    black = write_clip(tmp_path / "black.mp4", synth.black_frames(3 * fps, clip.shape[2], clip.shape[1]), fps=fps)
+    with _bank(tmp_path / "b", FakeEmbedder()) as bank:
+        s = index_videos(bank, [short, black], workers=workers, fps=0.5)
+        assert [p for p, _ in s.failed] == [str(black)]
+        got = _contents(bank)["short"][0]
+    assert DENSE_FPS == 1.0 and np.allclose(got, [1.0])
+
+
 def test_keyframe_gop_is_checked(tmp_path, files):
     with _bank(tmp_path / "b", FakeEmbedder()) as bank, pytest.raises(UsageError, match="keyframe_gop"):
         index_videos(bank, files[:1], keyframe_gop=-1)

@@ -51,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
     embed_opts.add_argument(
         "--device", default="auto", help="where the CNN runs: auto (GPU if present), cpu, cuda, cuda:N"
     )
-    embed_opts.add_argument("--fps", type=_fps, default=1.0, help="sampled frames per second (default 1)")
+    embed_opts.add_argument(
+        "--fps", type=_fps, default=None, help="sampled frames per second (default 1; `index --fast`: 0.5)"
+    )
     embed_opts.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default 32)")
     embed_opts.add_argument(
         "--compile", action="store_true",
@@ -94,10 +96,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="fast decoding: skip non-reference frames (B-frames); a sampled frame may be a neighbour of the exact one",
     )
     pi.add_argument(
-        "--keyframes", type=float, nargs="?", const=2.0, default=0.0, metavar="SECONDS",
+        "--fast", action="store_true",
+        help="fast reference mode: --fps 0.5 --keyframes 2 --skip-nonref, and --precision bf16 on a CPU that has "
+        "it (each unless given): the fastest CPU indexing at the default model's pair accuracy; the located "
+        "reference segments are coarser (figures: benchmarks/RESULTS.md). Queries are always sampled exactly",
+    )
+    pi.add_argument(
+        "--keyframes", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
         help="fast mode for references: a GOP up to SECONDS long (default 2) is decoded as its keyframe alone, "
-        "longer ones in full; much faster on short-GOP uploads (see benchmarks/RESULTS.md for its accuracy cost). "
-        "Fast reference indexing: --skip-nonref --keyframes, with --precision bf16 where the CPU has it",
+        "longer ones in full; much faster on short-GOP uploads (see benchmarks/RESULTS.md for its accuracy cost)",
     )
     pi.add_argument("--shards", type=int, default=None, metavar="N",
                     help="create the bank as N shards (split by reference id), searched together")
@@ -307,6 +314,24 @@ class _Progress:
             self.bar.close()
 
 
+#: ``index --fast``: sampling rate and keyframe-mode GOP limit of the fast reference mode.
+FAST_FPS, FAST_KEYFRAME_GOP = 0.5, 2.0
+
+
+def _apply_fast_mode(args) -> None:
+    """``index --fast``: fill the options the user left unset with the fast reference mode's values."""
+    if args.keyframes is None:
+        args.keyframes = FAST_KEYFRAME_GOP if args.fast else 0.0
+    if not args.fast:
+        return
+    args.skip_nonref = True
+    if args.precision == "auto" and args.ray is None:
+        from vmatch.embed import cpu_has_native_bf16, resolve_device
+
+        if resolve_device(args.device) == "cpu" and cpu_has_native_bf16():
+            args.precision = "bf16"
+
+
 def cmd_index(args) -> int:
     from vmatch.decode import find_videos, probe
     from vmatch.pipeline import index_videos
@@ -320,6 +345,7 @@ def cmd_index(args) -> int:
     if not files:
         _err("no video files to index")
         return EXIT_PARTIAL
+    _apply_fast_mode(args)
     if args.precision != "auto":  # a precision this machine cannot run must not leave a new, empty bank behind
         from vmatch.embed import resolve_device, resolve_precision
 
@@ -816,6 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if getattr(args, "workers", None) is not None and args.workers < 0:
         parser.error("--workers must be >= 0")
+    if hasattr(args, "fps") and args.fps is None:
+        args.fps = FAST_FPS if getattr(args, "fast", False) else 1.0
     try:
         return COMMANDS[args.command](args)
     except (BankError, ModelMismatchError, UsageError) as e:

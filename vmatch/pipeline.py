@@ -162,6 +162,11 @@ class SampleCounts:
     last_t: float = 0.0
 
 
+#: Sampling rate of the second, exact pass over a file whose sparse samples were all blank (see
+#: :func:`content_frames`): the default rate.
+DENSE_FPS = 1.0
+
+
 def content_frames(
     path: Path,
     counts: SampleCounts,
@@ -175,8 +180,10 @@ def content_frames(
     ``decode_options``), counting into ``counts``; raises :class:`DecodeError` at the end when the
     file had no decodable frame. The one sampling loop of indexing and matching.
 
-    In keyframe mode (``keyframe_gop > 0``) a file whose keyframes are all blank (a black leader
-    as the only keyframe of a short clip) is sampled again exactly, so that it is not lost."""
+    When sampling was sparse — keyframe mode (``keyframe_gop > 0``) or fewer than
+    :data:`DENSE_FPS` frames a second — a file whose samples are all blank (a black leader as the
+    only keyframe or the only sample of a short clip) is sampled again exactly at ``max(fps,
+    DENSE_FPS)``, so that a fast mode never loses a file the default sampling indexes."""
     from vmatch.decode import iter_frames
 
     for t, rgb in iter_frames(path, fps=fps, size=size, **decode_options):
@@ -186,9 +193,9 @@ def content_frames(
             counts.n_blank += 1
             continue
         yield t, rgb
-    if counts.n_seen and counts.n_blank == counts.n_seen and decode_options.get("keyframe_gop"):
+    if counts.n_seen and counts.n_blank == counts.n_seen and (decode_options.get("keyframe_gop") or fps < DENSE_FPS):
         counts.n_seen = counts.n_blank = 0
-        yield from content_frames(path, counts, fps=fps, size=size, blank_std=blank_std,
+        yield from content_frames(path, counts, fps=max(fps, DENSE_FPS), size=size, blank_std=blank_std,
                                   **{**decode_options, "keyframe_gop": 0.0})
         return
     if counts.n_seen == 0:
