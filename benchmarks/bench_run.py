@@ -120,7 +120,8 @@ def transcode_refs(refs, folder: Path, gop_s: float):
 
 
 def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyframe_gop: float = 0.0,
-               model: str | None = None, precision: str = "fp32", ref_fps: float = 1.0) -> dict:
+               model: str | None = None, precision: str = "fp32", ref_fps: float = 1.0,
+               skip_loop_filter: bool = False) -> dict:
     """vmatch on the benchmark; ``precision`` and ``ref_fps`` are the CNN arithmetic and the sampling rate of
     the reference indexing (queries: fp32, 1 frame/s)."""
     from vmatch import Bank
@@ -138,7 +139,8 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyfr
         load_s = time.monotonic() - t
         idx_s, idx_video_s = 0.0, 0.0
         for rid, path in refs:
-            s = index_videos(bank, [path], fps=ref_fps, ref_id=rid, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop)
+            s = index_videos(bank, [path], fps=ref_fps, ref_id=rid, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop,
+                             skip_loop_filter=skip_loop_filter)
             idx_s += s.elapsed
             idx_video_s += s.seconds
             for p, msg in s.failed:
@@ -171,7 +173,8 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyfr
                 + (f"; references indexed in keyframe mode (GOPs <= {keyframe_gop:g} s)" if keyframe_gop else "")
                 + (f"; model {model}" if model else "")
                 + (f"; references embedded in {precision}" if precision != "fp32" else "")
-                + (f"; references sampled at {ref_fps:g} frame/s" if ref_fps != 1.0 else ""),
+                + (f"; references sampled at {ref_fps:g} frame/s" if ref_fps != 1.0 else "")
+                + ("; references decoded without the loop filter" if skip_loop_filter else ""),
     }
 
 
@@ -484,6 +487,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="vmatch's model (default: the default model)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                     help="CNN arithmetic of vmatch's reference indexing (queries stay fp32)")
+    ap.add_argument("--skip-loop-filter", action="store_true",
+                    help="vmatch decodes the references without the deblocking filter")
     ap.add_argument("--ref-fps", type=float, default=1.0,
                     help="vmatch samples the references at this rate (queries stay at 1 frame/s)")
     ap.add_argument("--ref-gop", type=float, default=0.0, metavar="SECONDS",
@@ -509,7 +514,8 @@ def main(argv=None) -> int:
         t = time.monotonic()
         if s == "vmatch":
             res = run_vmatch(refs, queries, outdir, skip_nonref=args.skip_nonref, keyframe_gop=args.keyframe_gop,
-                             model=args.model, precision=args.precision, ref_fps=args.ref_fps)
+                             model=args.model, precision=args.precision, ref_fps=args.ref_fps,
+                             skip_loop_filter=args.skip_loop_filter)
         elif s == "vpdq":
             try:
                 import vpdq  # noqa: F401

@@ -22,9 +22,9 @@ Per set, in one process and one run (so the figures are ratios of the same condi
 * end to end ``index_videos`` into a fresh bank (``CONFIGS``): the slow path (``workers=0``), the
   overlapped path (``workers=None``: decode threads ahead of the CNN), + ``skip_nonref``, + keyframe
   mode (``keyframe_gop=2``), + bf16 (CPU autocast; skipped on a CPU without native bf16, and on a
-  GPU, where autocast is the default anyway), + references sampled at 0.5 frame/s (together: the fast
-  reference mode, ``vmatch index --fast``); the fast model (``effnet-lite0-gem-fast``: one pass at
-  160x160) + ``skip_nonref`` + keyframe mode. Their accuracy is measured by ``bench_run.py``
+  GPU, where autocast is the default anyway), + references sampled at 0.5 frame/s and decoded
+  without the deblocking filter (together: the fast reference mode, ``vmatch index --fast``); the
+  fast model (``effnet-lite0-gem-fast``: one pass at 160x160) + ``skip_nonref`` + keyframe mode. Their accuracy is measured by ``bench_run.py``
   (RESULTS.md, "What each fast option costs in accuracy");
 * vPDQ (``vpdq`` package, 1 hash/s, decoding included), when importable.
 
@@ -187,22 +187,26 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
 
 
 FAST = "effnet-lite0-gem-fast"
-#: End-to-end configurations: key -> (label, workers, skip_nonref, keyframe_gop, model, precision, fps).
+SKIP = dict(skip_nonref=True)
+KF = dict(SKIP, keyframe_gop=2.0)
+#: End-to-end configurations: key -> (label, options of end_to_end).
 CONFIGS = {
-    "slow": ("slow path (workers=0)", 0, False, 0.0, None, "auto", 1.0),
-    "overlap": ("overlapped", None, False, 0.0, None, "auto", 1.0),
-    "overlap_skip_nonref": ("overlapped + skip_nonref", None, True, 0.0, None, "auto", 1.0),
-    "keyframes": ("+ keyframes (2 s)", None, True, 2.0, None, "auto", 1.0),
-    "keyframes_bf16": ("+ keyframes + bf16", None, True, 2.0, None, "bf16", 1.0),
-    "fast_mode": ("fast reference mode (`index --fast`: + 0.5 frame/s)", None, True, 2.0, None, "fast", 0.5),
-    "fast_model": ("fast model + skip_nonref + keyframes", None, True, 2.0, FAST, "auto", 1.0),
+    "slow": ("slow path (workers=0)", dict(workers=0)),
+    "overlap": ("overlapped", {}),
+    "overlap_skip_nonref": ("overlapped + skip_nonref", SKIP),
+    "keyframes": ("+ keyframes (2 s)", KF),
+    "keyframes_bf16": ("+ keyframes + bf16", dict(KF, precision="bf16")),
+    "fast_mode": ("fast reference mode (`index --fast`: + 0.5 frame/s, no loop filter)",
+                  dict(KF, precision="fast", fps=0.5, skip_loop_filter=True)),
+    "fast_model": ("fast model + skip_nonref + keyframes", dict(KF, model=FAST)),
 }
 #: The configurations also reported as a ratio to vPDQ.
 RATIOS = ("overlap_skip_nonref", "keyframes_bf16", "fast_mode", "fast_model")
 
 
-def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool, keyframe_gop: float = 0.0,
-               model: str | None = None, device: str = "cpu", precision: str = "auto", fps: float = 1.0) -> dict | None:
+def end_to_end(files: list[Path], bank_dir: Path, *, workers=None, skip_nonref: bool = False, keyframe_gop: float = 0.0,
+               model: str | None = None, device: str = "cpu", precision: str = "auto", fps: float = 1.0,
+               skip_loop_filter: bool = False) -> dict | None:
     """``index_videos`` of ``files`` into a fresh bank; ``None`` when ``precision`` cannot run on ``device``
     (bf16 on a CPU without native bf16; on a GPU "auto" is already bf16/fp16). ``precision="fast"``: what
     ``vmatch index --fast`` picks (bf16 on a CPU that has it, else "auto")."""
@@ -221,7 +225,8 @@ def end_to_end(files: list[Path], bank_dir: Path, *, workers, skip_nonref: bool,
         emb = bank.embedder()
         h, w = emb.spec.input_size
         emb.embed(np.zeros((2, h, w, 3), np.uint8) + 100)  # load + warm-up, not counted
-        s = index_videos(bank, files, fps=fps, workers=workers, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop)
+        s = index_videos(bank, files, fps=fps, workers=workers, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop,
+                         skip_loop_filter=skip_loop_filter)
         t = time.monotonic()
         bank.save_index()
         save = time.monotonic() - t
@@ -264,11 +269,10 @@ def main(argv=None) -> int:
         row = {"set": name, "files": len(files), "video_s": video_s}
         row["stages"] = stages(files, work / "bank_stages", args.device)
         print("  stages:", {k: round(v, 2) for k, v in row["stages"].items()}, flush=True)
-        for key, (_, workers, skip, gop, model, precision, fps) in CONFIGS.items():
-            row[key] = end_to_end(files, work / f"bank_{key}", workers=workers, skip_nonref=skip, keyframe_gop=gop,
-                                  model=model, device=args.device, precision=precision, fps=fps)
+        for key, (_, options) in CONFIGS.items():
+            row[key] = end_to_end(files, work / f"bank_{key}", device=args.device, **options)
             if row[key] is None:
-                print(f"  {key}: not run ({precision} does not run natively on {args.device})", flush=True)
+                print(f"  {key}: not run ({options['precision']} does not run natively on {args.device})", flush=True)
                 continue
             print(f"  {key}: {row[key]['elapsed']:.2f} s = {video_s / row[key]['elapsed']:.1f}x RT "
                   f"({row[key]['frames']} frames)", flush=True)

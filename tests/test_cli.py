@@ -244,7 +244,7 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     real = parallel_mod.index_files
 
     def spy(bank, paths, embedder, **kw):
-        seen.append((kw["fps"], kw["keyframe_gop"], kw["skip_nonref"], embedder.precision))
+        seen.append((kw["fps"], kw["keyframe_gop"], kw["skip_nonref"] and kw["skip_loop_filter"], embedder.precision))
         return real(bank, paths, embedder, **kw)
 
     monkeypatch.setattr(parallel_mod, "index_files", spy)

@@ -106,6 +106,19 @@ def test_skip_nonref_still_gives_increasing_times(make_video: Callable[..., Path
     assert all(abs(t - round(t)) < 0.2 for t in got)
 
 
+def test_skip_loop_filter_gives_nearby_pixels(make_video: Callable[..., Path]) -> None:
+    # H.264 is deblocked in its decoding loop (I-frames too): without the filter the frames differ a little,
+    # by an error that stays small over a 4-s GOP, at the same sample times.
+    path = make_video("h264_lf.mp4", seconds=4.0, fps=25, width=160, height=96, codec="libx264", crf=23,
+                      gop=100, codec_options={"bf": "0"})
+    plain = list(iter_frames(path, fps=1.0, size=None, threads=1))
+    fast = list(iter_frames(path, fps=1.0, size=None, threads=1, skip_loop_filter=True))
+    assert [t for t, _ in fast] == [t for t, _ in plain] and len(plain) == 4
+    diffs = [float(np.abs(a.astype(np.int16) - b).mean()) for (_, a), (_, b) in zip(plain, fast)]
+    assert max(diffs) > 0.05  # the option reached the decoder
+    assert max(diffs) < 8.0  # and the frames stay close (measured 1.0-2.5 grey levels here)
+
+
 def test_keyframe_mode_decodes_short_gops_as_their_keyframe(make_video: Callable[..., Path]) -> None:
     # 10 s at 25 fps with a keyframe every 5 s: with keyframe_gop=6 each GOP is its keyframe alone,
     # on screen until the next one (the last until the end of the file).

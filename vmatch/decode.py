@@ -619,12 +619,14 @@ def _kept(frames: list[av.VideoFrame], stats: _DecodeStats) -> Iterator[av.Video
         yield frame
 
 
-def _configure_decoder(stream: Any, *, threads: int, skip_nonref: bool) -> None:
+def _configure_decoder(stream: Any, *, threads: int, skip_nonref: bool, skip_loop_filter: bool = False) -> None:
     stream.thread_type = "AUTO"
     if threads > 0:
         stream.codec_context.thread_count = threads
     if skip_nonref:
         stream.codec_context.skip_frame = "NONREF"
+    if skip_loop_filter:  # applied when the decoder opens, at the first packet
+        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
 
 
 def _declared_duration(container: Any, stream: Any) -> float | None:
@@ -831,6 +833,7 @@ def iter_frames(
     skip_nonref: bool = False,
     threads: int = 0,
     keyframe_gop: float = 0.0,
+    skip_loop_filter: bool = False,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Stream a video and yield ``(t, rgb)`` for frames sampled ``fps`` times per second.
 
@@ -850,7 +853,10 @@ def iter_frames(
     ``start`` skips to that time (seeking when the container allows it); ``max_frames`` stops after
     that many frames; ``skip_nonref`` lets the decoder skip non-reference frames (faster, the
     sampled frame may then be a neighbour of the exact one); ``threads`` is the codec's thread
-    count (0 = FFmpeg's default).
+    count (0 = FFmpeg's default). ``skip_loop_filter`` has the decoder skip its deblocking (loop)
+    filter (FFmpeg ``skip_loop_filter=all``; H.264/HEVC): ~20 % less decoding work, at the price of
+    blockier frames whose error grows along each GOP (the filtered frames are the references of the
+    next ones) — for references in the fast mode, never for queries.
 
     ``keyframe_gop > 0`` is the fast mode for references: a GOP (keyframe to next keyframe) no
     longer than that many seconds is decoded as its keyframe alone, which then stands for the
@@ -880,6 +886,7 @@ def iter_frames(
         skip_nonref=bool(skip_nonref),
         threads=int(threads),
         keyframe_gop=gop,
+        skip_loop_filter=bool(skip_loop_filter),
     )
 
 
@@ -903,6 +910,7 @@ def _iter_frames(
     skip_nonref: bool,
     threads: int,
     keyframe_gop: float = 0.0,
+    skip_loop_filter: bool = False,
 ) -> Iterator[tuple[float, np.ndarray]]:
     if max_frames == 0:
         _check_file(path)
@@ -920,6 +928,7 @@ def _iter_frames(
                 skip_nonref=skip_nonref,
                 threads=threads,
                 keyframe_gop=keyframe_gop,
+                skip_loop_filter=skip_loop_filter,
             )
         except DecodeError:
             raise
@@ -966,8 +975,9 @@ def _sample(
     skip_nonref: bool,
     threads: int,
     keyframe_gop: float = 0.0,
+    skip_loop_filter: bool = False,
 ) -> Iterator[tuple[float, np.ndarray]]:
-    _configure_decoder(stream, threads=threads, skip_nonref=skip_nonref)
+    _configure_decoder(stream, threads=threads, skip_nonref=skip_nonref, skip_loop_filter=skip_loop_filter)
     clock = _Clock(name, stream)
     stats = _DecodeStats()
     frames = _decoded_frames(name, container, stream, stats, keyframe_gop=keyframe_gop)

@@ -127,6 +127,7 @@ def produce_file(
     vpdq: bool,
     device: str,
     keyframe_gop: float = 0.0,
+    skip_loop_filter: bool = False,
 ) -> None:
     """Decode, sample and digest one file, handing its frames to ``emit`` in chunks, then a
     :class:`_Done` (or a :class:`_Failed` naming the file and the reason)."""
@@ -142,7 +143,7 @@ def produce_file(
         sent_t = 0.0
         for t, rgb in content_frames(path, counts, fps=fps, size=size, blank_std=blank_std,
                                      skip_nonref=skip_nonref, threads=decoder_threads,
-                                     keyframe_gop=keyframe_gop):
+                                     keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter):
             times.append(float(t))
             frames.append(rgb)
             if len(frames) >= chunk_frames:
@@ -180,6 +181,7 @@ def index_files(
     workers: int,
     skip_nonref: bool = False,
     keyframe_gop: float = 0.0,
+    skip_loop_filter: bool = False,
     decoder_threads: int | None = None,
     vpdq: bool = False,
     cnn_threads: int | None = None,
@@ -272,7 +274,7 @@ def index_files(
             last_save = time.monotonic()
 
     opts = dict(fps=fps, size=size, chunk_frames=chunk_frames, blank_std=BLANK_STD, skip_nonref=skip_nonref,
-                keyframe_gop=keyframe_gop, vpdq=vpdq, device=device)
+                keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter, vpdq=vpdq, device=device)
     if workers <= 0:
         for i, p in enumerate(paths):
             produce_file(i, p, handle, decoder_threads=decoder_threads or 0, **opts)

@@ -541,6 +541,7 @@ def index_videos(
     skip_nonref: bool = False,
     cnn_threads: int | None = None,
     keyframe_gop: float = 0.0,
+    skip_loop_filter: bool = False,
 ) -> IndexSummary:
     """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
 
@@ -558,6 +559,8 @@ def index_videos(
             frame may be a neighbour of the exact one (see benchmarks/RESULTS.md for what it costs).
         keyframe_gop: the fast mode for references (:func:`vmatch.decode.iter_frames`): GOPs up to
             this many seconds are decoded as their keyframe alone (0: off, every sample exact).
+        skip_loop_filter: the decoder skips its deblocking filter (:func:`vmatch.decode.iter_frames`):
+            faster decoding of references, slightly altered frames.
     """
     from vmatch.decode import check_keyframe_gop
     from vmatch.parallel import default_workers, index_files
@@ -580,6 +583,7 @@ def index_videos(
         index_files(
             bank, paths, embedder, fps=fps, ref_id=ref_id, summary=summary, workers=workers,
             skip_nonref=skip_nonref, keyframe_gop=keyframe_gop, vpdq=vpdq, cnn_threads=cnn_threads,
+            skip_loop_filter=bool(skip_loop_filter),
             on_error=on_error, on_done=on_done, progress=progress, save_every=save_every,
         )
     except KeyboardInterrupt:
