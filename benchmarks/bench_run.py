@@ -487,6 +487,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="vmatch's model (default: the default model)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                     help="CNN arithmetic of vmatch's reference indexing (queries stay fp32)")
+    ap.add_argument("--fast", action="store_true",
+                    help="vmatch indexes the references as `vmatch index --fast` does (the fast reference mode: "
+                         "vmatch.pipeline.FAST_REFERENCE_MODE, bf16 on a CPU that has it)")
     ap.add_argument("--skip-loop-filter", action="store_true",
                     help="vmatch decodes the references without the deblocking filter")
     ap.add_argument("--ref-fps", type=float, default=1.0,
@@ -498,6 +501,14 @@ def main(argv=None) -> int:
                     help="also write the tables into this Markdown file between <!-- bench:begin --> and "
                          "<!-- bench:end --> (appended if absent) and the plots into plots/ beside it")
     args = ap.parse_args(argv)
+    if args.fast:
+        from vmatch.pipeline import FAST_REFERENCE_MODE, fast_mode_precision
+
+        args.skip_nonref = FAST_REFERENCE_MODE["skip_nonref"]
+        args.keyframe_gop = FAST_REFERENCE_MODE["keyframe_gop"]
+        args.ref_fps = FAST_REFERENCE_MODE["fps"]
+        args.skip_loop_filter = FAST_REFERENCE_MODE["skip_loop_filter"]
+        args.precision = "bf16" if fast_mode_precision("cpu") == "bf16" else "fp32"
     t_all = time.monotonic()
     bench = Path(args.bench)
     outdir = Path(args.out) if args.out else bench.resolve().parent

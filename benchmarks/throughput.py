@@ -187,6 +187,8 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
 
 
 FAST = "effnet-lite0-gem-fast"
+from vmatch.pipeline import FAST_REFERENCE_MODE  # noqa: E402
+
 SKIP = dict(skip_nonref=True)
 KF = dict(SKIP, keyframe_gop=2.0)
 #: End-to-end configurations: key -> (label, options of end_to_end).
@@ -197,7 +199,7 @@ CONFIGS = {
     "keyframes": ("+ keyframes (2 s)", KF),
     "keyframes_bf16": ("+ keyframes + bf16", dict(KF, precision="bf16")),
     "fast_mode": ("fast reference mode (`index --fast`: + 0.5 frame/s, no loop filter)",
-                  dict(KF, precision="fast", fps=0.5, skip_loop_filter=True)),
+                  dict(FAST_REFERENCE_MODE, precision="fast")),
     "fast_model": ("fast model + skip_nonref + keyframes", dict(KF, model=FAST)),
 }
 #: The configurations also reported as a ratio to vPDQ.
@@ -212,10 +214,10 @@ def end_to_end(files: list[Path], bank_dir: Path, *, workers=None, skip_nonref: 
     ``vmatch index --fast`` picks (bf16 on a CPU that has it, else "auto")."""
     from vmatch import Bank
     from vmatch.embed import cpu_has_native_bf16, make_embedder
-    from vmatch.pipeline import index_videos
+    from vmatch.pipeline import fast_mode_precision, index_videos
 
     if precision == "fast":
-        precision = "bf16" if device == "cpu" and cpu_has_native_bf16() else "auto"
+        precision = fast_mode_precision(device)
     if precision == "bf16" and (device != "cpu" or not cpu_has_native_bf16()):
         return None
     if bank_dir.exists():

@@ -237,8 +237,8 @@ def test_index_keyframes_flag(capsys, tmp_path):
 def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     """--fast: references sampled at 0.5 frame/s in keyframe mode (2 s) with skip_nonref and, on a CPU with native
     bf16, in bf16; an explicit --fps / --keyframes / --precision wins; not with --ray."""
-    import vmatch.cli as cli_mod
     import vmatch.parallel as parallel_mod
+    from vmatch.pipeline import FAST_REFERENCE_MODE
 
     seen = []
     real = parallel_mod.index_files
@@ -266,7 +266,7 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     assert seen == [(0.5, 2.0, True, "fp32"), (1.0, 8.0, True, "fp32"), (0.5, 2.0, True, "bf16")]
     code, _, err = cli(capsys, "index", "--bank", tmp_path / "b4", "--fast", "--ray", "local", src)
     assert code == 2 and "--ray" in err
-    assert cli_mod.FAST_FPS == 0.5 and cli_mod.FAST_KEYFRAME_GOP == 2.0
+    assert dict(FAST_REFERENCE_MODE) == {"fps": 0.5, "keyframe_gop": 2.0, "skip_nonref": True, "skip_loop_filter": True}
 
 
 def test_index_precision_flag(capsys, tmp_path):

@@ -318,23 +318,21 @@ class _Progress:
             self.bar.close()
 
 
-#: ``index --fast``: sampling rate and keyframe-mode GOP limit of the fast reference mode.
-FAST_FPS, FAST_KEYFRAME_GOP = 0.5, 2.0
-
-
 def _apply_fast_mode(args) -> None:
-    """``index --fast``: fill the options the user left unset with the fast reference mode's values."""
+    """``index --fast``: fill the options the user left unset with the fast reference mode's values
+    (:data:`vmatch.pipeline.FAST_REFERENCE_MODE`; ``--fps`` is filled in :func:`main`)."""
+    from vmatch.pipeline import FAST_REFERENCE_MODE, fast_mode_precision
+
     if args.keyframes is None:
-        args.keyframes = FAST_KEYFRAME_GOP if args.fast else 0.0
+        args.keyframes = FAST_REFERENCE_MODE["keyframe_gop"] if args.fast else 0.0
     if not args.fast:
         return
-    args.skip_nonref = True
-    args.skip_loop_filter = True
+    args.skip_nonref = args.skip_nonref or FAST_REFERENCE_MODE["skip_nonref"]
+    args.skip_loop_filter = args.skip_loop_filter or FAST_REFERENCE_MODE["skip_loop_filter"]
     if args.precision == "auto" and args.ray is None:
-        from vmatch.embed import cpu_has_native_bf16, resolve_device
+        from vmatch.embed import resolve_device
 
-        if resolve_device(args.device) == "cpu" and cpu_has_native_bf16():
-            args.precision = "bf16"
+        args.precision = fast_mode_precision(resolve_device(args.device))
 
 
 def cmd_index(args) -> int:
@@ -849,7 +847,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "workers", None) is not None and args.workers < 0:
         parser.error("--workers must be >= 0")
     if hasattr(args, "fps") and args.fps is None:
-        args.fps = FAST_FPS if getattr(args, "fast", False) else 1.0
+        if getattr(args, "fast", False):
+            from vmatch.pipeline import FAST_REFERENCE_MODE
+
+            args.fps = FAST_REFERENCE_MODE["fps"]
+        else:
+            args.fps = 1.0
     try:
         return COMMANDS[args.command](args)
     except (BankError, ModelMismatchError, UsageError) as e:

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -160,6 +161,23 @@ class SampleCounts:
     n_seen: int = 0
     n_blank: int = 0
     last_t: float = 0.0
+
+
+#: The fast reference mode (``vmatch index --fast``): options of :func:`index_videos`. References sampled at
+#: 0.5 frame/s, GOPs up to 2 s decoded as their keyframe, B-frames and the deblocking filter skipped; with
+#: the CNN in bf16 where the CPU has it (:func:`fast_mode_precision`). Measured in benchmarks/RESULTS.md
+#: (issue 7): pair µAP as the exact path's on two benchmark draws, located reference segments coarser.
+FAST_REFERENCE_MODE = types.MappingProxyType(
+    {"fps": 0.5, "keyframe_gop": 2.0, "skip_nonref": True, "skip_loop_filter": True}
+)
+
+
+def fast_mode_precision(device: str) -> str:
+    """The CNN precision of the fast reference mode on ``device`` (a resolved device, e.g. ``"cpu"``):
+    ``"bf16"`` on a CPU with native bf16, else ``"auto"`` (fp32 on CPU, autocast on a GPU)."""
+    from vmatch.embed import cpu_has_native_bf16
+
+    return "bf16" if device == "cpu" and cpu_has_native_bf16() else "auto"
 
 
 #: Sampling rate of the second, exact pass over a file whose sparse samples were all blank (see
