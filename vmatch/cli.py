@@ -101,9 +101,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     pi.add_argument(
         "--fast", action="store_true",
-        help="fast reference mode: --fps 0.5 --keyframes 2 --skip-nonref --skip-loop-filter, and --precision bf16 "
-        "on a CPU that has it (each unless given): the fastest CPU indexing at the default model's pair accuracy; the located "
-        "reference segments are coarser (figures: benchmarks/RESULTS.md). Queries are always sampled exactly",
+        help="fast reference mode: --fps 0.5 --keyframes 2 --skip-nonref --skip-loop-filter, and --precision "
+        "bf16 on a CPU that has it (each unless given): the fastest CPU indexing at the default model's pair "
+        "accuracy; the located reference segments are coarser (figures: benchmarks/RESULTS.md). Queries are "
+        "always sampled exactly",
     )
     pi.add_argument(
         "--keyframes", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",

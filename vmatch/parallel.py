@@ -16,7 +16,7 @@ here as two concurrent stages::
   ``queue_chunks`` chunks of at most ``chunk_frames`` frames (224x224 RGB: 150 KB a frame); a file's
   features (1 KB a frame at 256-d) are the only thing kept until the file is stored.
 * The CNN gets batches of up to ``embedder.batch_size`` frames gathered across files, so many small
-  files keep it as busy as one long one.
+  files keep it as busy as one long one. Workers take the largest files first (:func:`largest_first`).
 * Only the main thread writes the bank, one transaction per file, exactly as the sequential path
   (:func:`vmatch.pipeline.store_video`); a file that fails is reported and skipped, the others go
   through; Ctrl-C stops the workers and keeps every file stored before.
