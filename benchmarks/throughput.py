@@ -105,6 +105,15 @@ def files_of(name: str, work: Path) -> list[Path]:
     return files
 
 
+def timed_embed(embedder, frame_sets: list[np.ndarray], batch: int = 32) -> tuple[float, list[np.ndarray]]:
+    """Seconds ``embedder`` takes over ``frame_sets`` in batches (after a warm-up batch, not counted:
+    oneDNN primitives), and the embeddings of each set."""
+    embedder.embed(frame_sets[0][:2])
+    t = time.monotonic()
+    out = [np.concatenate([embedder.embed(fr[a:a + batch]) for a in range(0, len(fr), batch)]) for fr in frame_sets]
+    return time.monotonic() - t, out
+
+
 def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
     """Each stage alone, one after the other, on the same files."""
     from vmatch import Bank
@@ -136,36 +145,21 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
     if bank_dir.exists():
         shutil.rmtree(bank_dir)
     with Bank.open(bank_dir, create=True, device=device) as bank:
-        emb = bank.embedder()
-        emb.embed(decoded[0][2][:2])  # warm-up (oneDNN primitives)
-        t = time.monotonic()
-        embs = []
-        for f, ts, fr in decoded:
-            feats = np.concatenate([emb.embed(fr[a:a + 32]) for a in range(0, len(fr), 32)])
-            embs.append(VideoEmbedding(f.stem, ts, feats, float(ts[-1]) + 1.0, emb.spec.model_id, sha256=""))
-        r["embed"] = time.monotonic() - t
-        r["frames"] = int(sum(len(ts) for _, ts, _ in decoded))
         from vmatch.embed import cpu_has_native_bf16, make_embedder
         from vmatch.synth import resize
 
+        emb = bank.embedder()
+        r["embed"], feats = timed_embed(emb, [fr for _, _, fr in decoded])
+        embs = [VideoEmbedding(f.stem, ts, x, float(ts[-1]) + 1.0, emb.spec.model_id, sha256="")
+                for (f, ts, _), x in zip(decoded, feats)]
+        r["frames"] = int(sum(len(ts) for _, ts, _ in decoded))
         r["embed_bf16"] = None
         if device == "cpu" and cpu_has_native_bf16():
             bf16 = make_embedder(emb.spec, device=device, precision="bf16")
-            bf16.embed(decoded[0][2][:2])  # warm-up
-            t = time.monotonic()
-            for _, _, fr in decoded:
-                for a in range(0, len(fr), 32):
-                    bf16.embed(fr[a:a + 32])
-            r["embed_bf16"] = time.monotonic() - t
-
-        fast = make_embedder("effnet-lite0-gem-fast", device=device)
-        small = [resize(fr, height=160, width=160) for _, _, fr in decoded]
-        fast.embed(small[0][:2])  # warm-up
-        t = time.monotonic()
-        for fr in small:
-            for a in range(0, len(fr), 32):
-                fast.embed(fr[a:a + 32])
-        r["embed_fast"] = time.monotonic() - t
+            r["embed_bf16"], _ = timed_embed(bf16, [fr for _, _, fr in decoded])
+        fast = make_embedder(FAST, device=device)
+        h, w = fast.spec.input_size
+        r["embed_fast"], _ = timed_embed(fast, [resize(fr, height=h, width=w) for _, _, fr in decoded])
         t = time.monotonic()
         for e in embs:
             bank.add_embedding(e)
