@@ -54,3 +54,120 @@ def test_refusals(tmp_path):
         cnn.check_model(_emb(), "other-model", source="x.vmsig")
     with pytest.raises(UsageError, match="cannot read"):
         cnn.read(tmp_path / "missing.vmsig")
+
+
+# ---------------------------------------------------------------------------------- hostile files
+def _zip(members: dict[str, bytes]) -> bytes:
+    """A ZIP holding ``members`` (name -> raw .npy bytes), deflated like numpy.savez_compressed."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+    return buf.getvalue()
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _header(**extra) -> np.ndarray:
+    h = {"format": "vmatch-cnn-signal", "version": 1, "model_id": "m-v1-abc", "model": {}, "video_id": "v",
+         "duration": 10.0, "fps": 1.0, "n_blank": 0, "sha256": "", **extra}
+    return np.frombuffer(json.dumps(h).encode(), np.uint8)
+
+
+def _signal(ts, feats, **header) -> bytes:
+    return _zip({"header.npy": _npy(_header(**header)), "timestamps.npy": _npy(ts), "features.npy": _npy(feats)})
+
+
+def test_decompression_bomb_is_refused_before_it_expands():
+    """A signal of compressed zeros whose members expand past the bound is refused from the ZIP's
+    declared sizes, without allocating what it expands to."""
+    import tracemalloc
+    import zipfile
+
+    n = cnn.MAX_EXPANDED_BYTES // (2 * 256) + 4096  # just over the bound, as a 256-d float16 array
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("header.npy", _npy(_header()))
+        zf.writestr("timestamps.npy", _npy(np.arange(3.0)))
+        with zf.open("features.npy", "w", force_zip64=True) as f:
+            hdr = io.BytesIO()
+            np.lib.format.write_array_header_1_0(hdr, {"descr": "<f2", "fortran_order": False, "shape": (n, 256)})
+            f.write(hdr.getvalue())
+            chunk = bytes(2**20)
+            for _ in range(n * 512 // len(chunk) + 1):
+                f.write(chunk)
+    data = buf.getvalue()
+    assert len(data) < 200_000  # a small upload
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"bomb\.vmsig: expands to \d+ bytes when decompressed; .* at most 67108864"):
+            cnn.loads(data, source="bomb.vmsig")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20
+
+
+def test_declared_shape_larger_than_its_data_is_refused_unallocated():
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f2", "fortran_order": False, "shape": (10**10, 256)})
+    data = _zip({"header.npy": _npy(_header()), "timestamps.npy": _npy(np.arange(3.0)),
+                 "features.npy": hdr.getvalue() + bytes(64)})
+    with pytest.raises(UsageError, match=r"big\.vmsig: features: declares \(10000000000, 256\)"):
+        cnn.loads(data, source="big.vmsig")
+
+
+def test_small_bound_applies():
+    e = _emb(n=50, d=16)
+    data = cnn.dumps(e, model={}, fps=1.0)
+    assert len(cnn.loads(data)[0]) == 50
+    with pytest.raises(UsageError, match="at most 1000 bytes"):
+        cnn.loads(data, source="s", max_bytes=1000)
+
+
+@pytest.mark.parametrize("ts, feats, msg", [
+    (np.arange(4.0), np.zeros(4, np.float16), r"features must be 2-D \[frames, dim\], got shape \(4,\)"),
+    (np.arange(4.0), np.zeros((0,), np.float16), r"features must be 2-D"),
+    (np.arange(4.0), np.zeros((4, 0), np.float16), r"features are 0-d"),
+    (np.arange(3.0), np.ones((4, 8), np.float16), r"3 timestamps for 4 feature rows"),
+    (np.arange(4.0).reshape(2, 2), np.ones((2, 8), np.float16), r"timestamps must be 1-D"),
+    (np.array([0.0, np.nan]), np.ones((2, 8), np.float16), r"NaN or infinite"),
+    (np.array([1.0, 0.0]), np.ones((2, 8), np.float16), r"strictly increasing"),
+    (np.arange(2.0), np.ones((2, 8), np.int64), r"dtype <i8 is not allowed"),
+])
+def test_malformed_arrays_are_named(ts, feats, msg):
+    with pytest.raises(UsageError, match=r"bad\.vmsig: .*" + msg):
+        cnn.loads(_signal(ts, feats), source="bad.vmsig")
+
+
+def test_malformed_header_is_named():
+    with pytest.raises(UsageError, match=r"bad\.vmsig: .*makes 256-d"):
+        cnn.loads(_signal(np.arange(2.0), np.ones((2, 8), np.float16), model={"name": "m", "dim": 256}), source="bad.vmsig")
+    with pytest.raises(UsageError, match=r"bad\.vmsig: inconsistent"):
+        cnn.loads(_signal(np.arange(2.0), np.ones((2, 8), np.float16), duration="long"), source="bad.vmsig")
+    with pytest.raises(UsageError, match=r"bad\.vmsig: inconsistent"):
+        cnn.loads(_signal(np.arange(2.0), np.ones((2, 8), np.float16), duration=1e400), source="bad.vmsig")
+    raw = _zip({"header.npy": _npy(np.frombuffer(b"\xff\xfe", np.uint8)), "timestamps.npy": _npy(np.arange(2.0)),
+                "features.npy": _npy(np.ones((2, 8), np.float16))})
+    with pytest.raises(UsageError, match=r"bad\.vmsig: not a readable"):
+        cnn.loads(raw, source="bad.vmsig")
+
+
+def test_wrong_width_for_the_bank_is_refused():
+    e = _emb(n=3, d=16)
+    cnn.check_model(e, "m-v1-abc", source="x.vmsig", dim=16)
+    with pytest.raises(UsageError, match=r"x\.vmsig: features are 16-d, the bank's model m-v1-abc makes 256-d"):
+        cnn.check_model(e, "m-v1-abc", source="x.vmsig", dim=256)
+
+
+def test_oversized_file_is_refused_unread(tmp_path):
+    p = tmp_path / "huge.vmsig"
+    p.write_bytes(b"PK" + bytes(2000))
+    with pytest.raises(UsageError, match=r"huge\.vmsig: is 2002 bytes; .* at most 1000"):
+        cnn.read(p, max_bytes=1000)

@@ -32,6 +32,18 @@ from vmatch.types import VideoEmbedding
 FORMAT = "vmatch-cnn-signal"
 VERSION = 1
 SUFFIX = ".vmsig"
+#: Most frames a signal may hold: 100,000 (27 h at 1 frame/s).
+MAX_FRAMES = 100_000
+#: Widest frame embedding a signal may carry.
+MAX_DIM = 4096
+#: Most bytes a signal may expand to when decompressed (its three arrays together): a signal of
+#: :data:`MAX_FRAMES` frames of the 256-d default model takes 52 MB.
+MAX_EXPANDED_BYTES = 64 * 2**20
+#: Most bytes of header.json.
+MAX_HEADER_BYTES = 64 * 1024
+_MEMBERS = ("header", "timestamps", "features")
+#: dtypes (numpy ``dtype.str``) a member may have; :func:`dumps` writes the first of each.
+_DTYPES = {"header": ("|u1",), "timestamps": ("<f8", "<f4"), "features": ("<f2", "<f4")}
 
 
 def dumps(emb: VideoEmbedding, *, model: dict, fps: float) -> bytes:
@@ -57,22 +69,24 @@ def dumps(emb: VideoEmbedding, *, model: dict, fps: float) -> bytes:
     return buf.getvalue()
 
 
-def loads(data: bytes, *, source: str = "<bytes>") -> tuple[VideoEmbedding, dict]:
-    """Parse a signal; returns the embedding and the header. Raises UsageError naming ``source``."""
+def loads(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_EXPANDED_BYTES) -> tuple[VideoEmbedding, dict]:
+    """Parse a signal; returns the embedding and the header. Raises UsageError naming ``source``.
+
+    Nothing is decompressed before its size is known: the ZIP's declared sizes of the three
+    members must add up to at most ``max_bytes`` and each ``.npy`` header must declare an array
+    that fits in its member (Python's ZIP reader stops at the declared size, so a member that
+    inflates further is cut there and fails its CRC). ``np.load`` is not used: it would allocate
+    whatever shape a header declares. Then the arrays are checked against each other: 1-D
+    timestamps, finite and strictly increasing; features [N, D] with N = len(timestamps),
+    1 <= D <= :data:`MAX_DIM`, finite; at most :data:`MAX_FRAMES` frames.
+    """
     if not data.startswith(b"PK"):
         raise UsageError(f"{source}: not a {FORMAT} file (not a ZIP archive); make one with `vmatch hash`")
+    arrays = _read_members(data, source, max_bytes)
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            missing = {"header", "timestamps", "features"} - set(z.files)
-            if missing:
-                raise UsageError(f"{source}: not a {FORMAT} file (missing {sorted(missing)})")
-            header = json.loads(bytes(z["header"]).decode("utf-8"))
-            ts = z["timestamps"].astype(np.float64)
-            feats = z["features"].astype(np.float32)
-    except UsageError:
-        raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, KeyError) as e:
-        raise UsageError(f"{source}: not a readable {FORMAT} file ({e})") from e
+        header = json.loads(bytes(arrays["header"]).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"{source}: not a readable {FORMAT} file (header.json: {e})") from e
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise UsageError(f"{source}: not a {FORMAT} file")
     if header.get("version") != VERSION:
@@ -80,50 +94,134 @@ def loads(data: bytes, *, source: str = "<bytes>") -> tuple[VideoEmbedding, dict
             f"{source}: {FORMAT} version {header.get('version')!r} is not supported (this vmatch reads "
             f"version {VERSION}); recompute it with this vmatch's `vmatch hash`"
         )
-    norms = np.linalg.norm(feats, axis=1, keepdims=True) if feats.size else feats[:, :1]
-    feats = feats / np.maximum(norms, 1e-12) if feats.size else feats
+    ts, feats = _check_arrays(arrays["timestamps"], arrays["features"], header, source)
+    if feats.shape[0]:
+        feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     try:
         emb = VideoEmbedding(
             video_id=str(header.get("video_id", "")),
             timestamps=ts,
-            features=feats.reshape(ts.shape[0], -1) if feats.size else np.zeros((0, feats.shape[-1]), np.float32),
+            features=feats,
             duration=float(header["duration"]),
             model_id=str(header["model_id"]),
             sha256=str(header.get("sha256", "")),
             n_blank=int(header.get("n_blank", 0)),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise UsageError(f"{source}: inconsistent {FORMAT} file ({e})") from e
     return emb, header
 
 
+def _read_members(data: bytes, source: str, max_bytes: int) -> dict[str, np.ndarray]:
+    """The three arrays of a signal, each read only after its declared size was checked."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise UsageError(f"{source}: not a readable {FORMAT} file ({e})") from e
+    with zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        missing = [m for m in _MEMBERS if m + ".npy" not in infos]
+        if missing:
+            raise UsageError(f"{source}: not a {FORMAT} file (missing {missing})")
+        declared = sum(infos[m + ".npy"].file_size for m in _MEMBERS)
+        if declared > max_bytes:
+            raise UsageError(
+                f"{source}: expands to {declared} bytes when decompressed; a {FORMAT} file may expand to at "
+                f"most {max_bytes} bytes ({MAX_FRAMES} frames at most)"
+            )
+        if infos["header.npy"].file_size > MAX_HEADER_BYTES + 256:
+            raise UsageError(f"{source}: header.json is over {MAX_HEADER_BYTES} bytes")
+        out = {}
+        for m in _MEMBERS:
+            info = infos[m + ".npy"]
+            try:
+                with zf.open(info) as f:
+                    out[m] = _read_npy(f, info.file_size, allowed=_DTYPES[m])
+            except UsageError as e:
+                raise UsageError(f"{source}: {m}: {e}") from None
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+                raise UsageError(f"{source}: not a readable {FORMAT} file ({m}: {e})") from e
+    return out
+
+
+def _read_npy(f, member_size: int, *, allowed: tuple[str, ...]) -> np.ndarray:
+    """One ``.npy`` array from an open member whose uncompressed size is ``member_size``: the
+    header is parsed first, and the data is read only if the shape it declares fits."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise UsageError(f".npy version {version} is not supported")
+    if dtype.hasobject or dtype.str not in allowed:
+        raise UsageError(f"dtype {dtype.str} is not allowed (expected {' or '.join(allowed)})")
+    if len(shape) > 2 or any((not isinstance(n, int)) or n < 0 for n in shape):
+        raise UsageError(f"shape {shape} is not allowed")
+    count = 1
+    for n in shape:
+        count *= n
+    nbytes = count * dtype.itemsize
+    if nbytes > member_size:
+        raise UsageError(f"declares {shape} ({nbytes} bytes), more than the {member_size} bytes it holds")
+    raw = f.read(nbytes)
+    if len(raw) != nbytes:
+        raise UsageError(f"truncated: {len(raw)} of {nbytes} bytes")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _check_arrays(ts: np.ndarray, feats: np.ndarray, header: dict, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps [N] and features [N, D] as float64 / float32, or a UsageError saying what is wrong."""
+    bad = f"{source}: inconsistent {FORMAT} file"
+    if ts.ndim != 1:
+        raise UsageError(f"{bad}: timestamps must be 1-D, got shape {ts.shape}")
+    if feats.ndim != 2:
+        raise UsageError(f"{bad}: features must be 2-D [frames, dim], got shape {feats.shape}")
+    n, d = feats.shape
+    if n != ts.shape[0]:
+        raise UsageError(f"{bad}: {ts.shape[0]} timestamps for {n} feature rows")
+    if n > MAX_FRAMES:
+        raise UsageError(f"{bad}: {n} frames; a signal may hold at most {MAX_FRAMES}")
+    if not 1 <= d <= MAX_DIM:
+        raise UsageError(f"{bad}: features are {d}-d; expected 1 to {MAX_DIM}")
+    model = header.get("model")
+    if isinstance(model, dict) and "dim" in model and model["dim"] != d:
+        raise UsageError(f"{bad}: features are {d}-d but its model {model.get('name', '?')!r} makes {model['dim']}-d ones")
+    ts64 = ts.astype(np.float64)
+    f32 = feats.astype(np.float32)
+    if not (np.isfinite(ts64).all() and np.isfinite(f32).all()):
+        raise UsageError(f"{bad}: timestamps or features hold NaN or infinite values")
+    return ts64, f32
+
+
 def write(path: str | os.PathLike, emb: VideoEmbedding, *, model: dict, fps: float) -> Path:
     """Write atomically (temporary file + rename): a reader never sees half a signal."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(dumps(emb, model=model, fps=fps))
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    from vmatch.files import write_atomic
+
+    return write_atomic(path, dumps(emb, model=model, fps=fps), what="the CNN signal")
 
 
-def read(path: str | os.PathLike) -> tuple[VideoEmbedding, dict]:
-    """Read a signal file (see :func:`loads`)."""
+def read(path: str | os.PathLike, *, max_bytes: int = MAX_EXPANDED_BYTES) -> tuple[VideoEmbedding, dict]:
+    """Read a signal file (see :func:`loads`); a file larger than ``max_bytes`` is refused unread."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise UsageError(f"{p}: is {size} bytes; a {FORMAT} file is at most {max_bytes} bytes")
+            data = f.read()
     except OSError as e:
         raise UsageError(f"{p}: cannot read ({e.strerror or e})") from e
-    return loads(data, source=str(p))
+    return loads(data, source=str(p), max_bytes=max_bytes)
 
 
-def check_model(emb: VideoEmbedding, bank_model_id: str, *, source: str) -> None:
-    """Refuse a signal of another model than the bank's (scores would be meaningless)."""
+def check_model(emb: VideoEmbedding, bank_model_id: str, *, source: str, dim: int | None = None) -> None:
+    """Refuse a signal of another model than the bank's (scores would be meaningless), or one whose
+    features are not the bank's ``dim`` wide (a damaged or forged file naming the right model)."""
     if emb.model_id != bank_model_id:
         raise ModelMismatchError(
             f"{source}: signal made with model {emb.model_id}, the bank holds model {bank_model_id}; "
             "recompute it with `vmatch hash --model <the bank's model>`"
         )
+    if dim is not None and len(emb) and emb.dim != dim:
+        raise UsageError(f"{source}: features are {emb.dim}-d, the bank's model {bank_model_id} makes {dim}-d ones")
