@@ -338,6 +338,61 @@ def test_audio_only_files(audio_only_file: Path, media_dir: Path) -> None:
     _assert_refused(wav, "no video stream")
 
 
+def test_still_images_are_not_videos(tmp_path: Path) -> None:
+    """PNG, JPEG, WebP and a GIF of one frame are refused as still images; a GIF of two frames is
+    an animation and decodes."""
+    import av
+
+    def picture(name: str, codec: str, fmt: str | None = None, n: int = 1) -> Path:
+        path = tmp_path / name
+        with av.open(str(path), "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=2)
+            s.width, s.height = 32, 24
+            s.pix_fmt = {"png": "rgb24", "mjpeg": "yuvj420p", "gif": "rgb8", "libwebp": "yuv420p"}[codec]
+            for i in range(n):
+                img = np.full((24, 32, 3), 40 + 100 * i, np.uint8)
+                for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=s.pix_fmt)):
+                    c.mux(pkt)
+            for pkt in s.encode():
+                c.mux(pkt)
+        return path
+
+    for path, kind in ((picture("p.png", "png", "image2"), "png"), (picture("p.jpg", "mjpeg", "image2"), "jpeg"),
+                       (picture("p.webp", "libwebp", "image2"), "webp"), (picture("one.gif", "gif", "gif"), "GIF")):
+        _assert_refused(path, rf"is a still image \(.*{kind}.*\), not a video")
+    two = picture("two.gif", "gif", "gif", n=2)
+    assert probe(two).n_frames == 2
+    assert len(list(iter_frames(two, fps=2.0))) == 2
+
+
+def test_impossible_frame_size_is_named(tmp_path: Path) -> None:
+    """A header declaring 100000x100000 makes FFmpeg fail with EBUSY; the error names the size,
+    not "Device or resource busy"."""
+    path = tmp_path / "huge.y4m"
+    path.write_bytes(b"YUV4MPEG2 W100000 H100000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    _assert_refused(path, "video frame size 100000x100000 is too large")
+    with pytest.raises(DecodeError) as err:
+        probe(path)
+    assert "busy" not in str(err.value)
+
+
+def test_file_with_no_streams_is_not_called_audio_only(tmp_path: Path) -> None:
+    import struct
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    mvhd = box(b"mvhd", bytes(4) + struct.pack(">IIII", 0, 0, 1000, 0) + struct.pack(">IH", 0x10000, 0x100)
+               + bytes(10) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000) + bytes(24)
+               + struct.pack(">I", 1))
+    path = tmp_path / "no_streams.mp4"
+    path.write_bytes(box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41") + box(b"moov", mvhd))
+    _assert_refused(path, "holds no streams at all")
+    with pytest.raises(DecodeError) as err:
+        probe(path)
+    assert "audio" not in str(err.value)
+
+
 def _truncate(src: Path, dst: Path, fraction: float) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * fraction)])

@@ -15,6 +15,7 @@ a raw PyAV/FFmpeg exception.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -322,6 +323,67 @@ def _looks_like_mp4(name: str) -> bool:
     return len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")
 
 
+#: Demuxers of single pictures (FFmpeg's ``*_pipe`` image demuxers and ``image2``).
+_IMAGE_DEMUXER = "image2"
+#: Demuxers of animations that may hold a single picture (then a still image, not a video).
+_ANIMATION_DEMUXERS = ("gif", "apng", "webp")
+
+
+def _refuse_still_image(name: str, container: Any) -> None:
+    """A still image (PNG, JPEG, a GIF or APNG of one frame, ...) is not a video: refuse it, so that
+    a picture is never indexed or matched as a video of one frame."""
+    fmt = container.format.name or ""
+    kind = fmt.removesuffix("_pipe")
+    if fmt == _IMAGE_DEMUXER or fmt.endswith("_pipe"):
+        raise DecodeError(name, f"is a still image ({kind}), not a video; vmatch matches videos")
+    if fmt in _ANIMATION_DEMUXERS and container.streams.video:
+        stream = container.streams.video[0]
+        packets = 0
+        for packet in container.demux(stream):
+            if packet.size:
+                packets += 1
+                if packets > 1:
+                    break
+        container.seek(0, stream=stream)
+        if packets <= 1:
+            raise DecodeError(name, f"is a still image (a {kind.upper()} of one frame), not a video; vmatch matches videos")
+
+
+def _open_failure(name: str, exc: BaseException) -> str:
+    """The reason FFmpeg could not open ``name``. A header that declares an impossible frame size
+    is refused by FFmpeg with an odd errno (EBUSY, EINVAL) and the size only goes to its log,
+    which vmatch never captures (PyAV's log callback deadlocks threaded decoding); so the size is
+    read from the header itself where the format is simple (YUV4MPEG2, PNG)."""
+    declared = _declared_frame_size(name)
+    if declared is not None:
+        w, h = declared
+        try:
+            check_frame_size(name, w, h)
+        except DecodeError as e:
+            return e.reason
+    if getattr(exc, "errno", None) in (errno.EBUSY, errno.EINVAL, errno.ENOMEM, errno.ERANGE):
+        return ("cannot be opened as a video: FFmpeg refused its stream parameters (an impossible value in its "
+                "header, such as an oversized frame size); the file is corrupt or unsupported")
+    return f"cannot be opened as a video ({_describe(exc)}); the file is corrupt or unsupported"
+
+
+def _declared_frame_size(name: str) -> tuple[int, int] | None:
+    """Width and height from a YUV4MPEG2 or PNG header, else None."""
+    try:
+        with open(name, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if head.startswith(b"YUV4MPEG2 "):
+        fields = head.split(b"\n", 1)[0].split()[1:]
+        size = {f[:1]: f[1:] for f in fields if f[:1] in (b"W", b"H")}
+        if size.get(b"W", b"").isdigit() and size.get(b"H", b"").isdigit():
+            return int(size[b"W"]), int(size[b"H"])
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
 @contextmanager
 def _open_video(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any, Any]]:
     """Open ``path`` and yield ``(name, container, video_stream)``; close it afterwards.
@@ -347,22 +409,24 @@ def _open_video(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any, Any]]:
     except PermissionError as exc:
         raise DecodeError(name, "permission denied; make the file readable") from exc
     except _FFMPEG_ERRORS as exc:
-        raise DecodeError(
-            name, f"cannot be opened as a video ({_describe(exc)}); the file is corrupt or unsupported"
-        ) from exc
+        raise DecodeError(name, _open_failure(name, exc)) from exc
     try:
+        _refuse_still_image(name, container)
         streams = [
             s
             for s in container.streams.video
             if not (s.disposition & av.stream.Disposition.attached_pic)
         ]
         if not streams:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            if not container.streams:
+                raise DecodeError(name, "holds no streams at all (an empty container); there is no video to match")
+            kinds = sorted({s.type for s in container.streams})
             extra = " (only cover art)" if container.streams.video else ""
+            only_audio = kinds == ["audio"]
             raise DecodeError(
                 name,
-                f"has no video stream{extra}; streams found: {', '.join(kinds)} "
-                "(an audio-only file cannot be matched)",
+                f"has no video stream{extra}; streams found: {', '.join(kinds)}"
+                + (" (an audio-only file cannot be matched)" if only_audio else ""),
             )
         stream = streams[0]
         ctx = stream.codec_context
