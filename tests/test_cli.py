@@ -702,3 +702,140 @@ def test_lookup_bad_signal_files(capsys, cli_bank, match_set, tmp_path):
     assert rows[3]["matches"] and rows[3]["matches"][0]["reference"] == match_set.planted["trim"].reference
     errs = err.strip().splitlines()
     assert len(errs) == 3 and all(str(p) in e for p, e in zip((garbage, truncated, other), errs))
+
+
+# ------------------------------------------------------------------ hostile and unusual inputs (issue 17)
+def _npy_bytes(a) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _forged_signal(path: Path, model_id: str, ts, feats=None, *, features_raw: bytes | None = None) -> Path:
+    import zipfile
+
+    header = {"format": "vmatch-cnn-signal", "version": 1, "model_id": model_id, "model": {}, "video_id": "v",
+              "duration": 10.0, "fps": 1.0, "n_blank": 0, "sha256": ""}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("header.npy", _npy_bytes(np.frombuffer(json.dumps(header).encode(), np.uint8)))
+        zf.writestr("timestamps.npy", _npy_bytes(ts))
+        zf.writestr("features.npy", features_raw if features_raw is not None else _npy_bytes(feats))
+    return path
+
+
+def test_lookup_malformed_signals_are_named_and_the_rest_answered(capsys, cli_bank, match_set, tmp_path):
+    """A signal declaring 10^10 x 256 features, 1-D features, features of the wrong width, and
+    timestamps of the wrong length: one error line each naming the file, no traceback, the good
+    signal after them still answered, exit 1."""
+    import io
+
+    with Bank.open(cli_bank) as b:
+        model_id = b.model_id
+    q = match_set.planted["trim"].query
+    code, out, _ = cli(capsys, "hash", "--out", tmp_path, q)
+    good = Path(json.loads(out)["cnn"]["path"])
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f2", "fortran_order": False, "shape": (10**10, 256)})
+    bad = [
+        _forged_signal(tmp_path / "huge.vmsig", model_id, np.arange(3.0), features_raw=hdr.getvalue() + bytes(64)),
+        _forged_signal(tmp_path / "flat.vmsig", model_id, np.arange(4.0), np.ones(4, np.float16)),
+        _forged_signal(tmp_path / "narrow.vmsig", model_id, np.arange(4.0), np.ones((4, 16), np.float16)),
+        _forged_signal(tmp_path / "short_ts.vmsig", model_id, np.arange(3.0), np.ones((4, 256), np.float16)),
+    ]
+    code, out, err = cli(capsys, "lookup", "--bank", cli_bank, "--json", *bad, good)
+    assert code == 1 and "Traceback" not in err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["query"] for r in rows] == [str(p) for p in (*bad, good)]
+    for p, r, words in zip(bad, rows, ("declares (10000000000, 256)", "2-D", "16-d", "3 timestamps for 4")):
+        assert "matches" not in r and r["error"].startswith(f"{p}: ") and words in r["error"]
+    assert rows[-1]["matches"][0]["reference"] == match_set.planted["trim"].reference
+    assert len(error_lines(err)) == len(bad)
+
+
+def test_lookup_hash_list_skips_bad_lines_only(capsys, tmp_path):
+    """A list with a byte order mark, a malformed line and a non-UTF-8 line: the good lines are
+    still looked up (their match reported), each bad line named with its number, exit 1."""
+    bank = tmp_path / "bank"
+    md5 = "0123456789abcdef0123456789abcdef"
+    pdq = "f" * 64
+    src = tmp_path / "bank.txt"
+    src.write_text(f"md5 {md5} ref-md5\npdq {pdq} ref-pdq\n")
+    assert cli(capsys, "import", "--bank", bank, src)[0] == 0
+    for kind, value, ref in (("md5", md5, "ref-md5"), ("pdq", pdq, "ref-pdq")):
+        lst = tmp_path / f"received_{kind}.txt"
+        lst.write_bytes(b"\xef\xbb\xbf" + f"{value}\n".encode() + b"not-a-hash\n" + b"caf\xe9 " + b"0" * 32 + b"\n")
+        code, out, err = cli(capsys, "lookup", "--bank", bank, "--json", "--signal-type", kind, lst)
+        assert code == 1 and "Traceback" not in err, err
+        report = json.loads(out)
+        assert [m["reference"] for m in report["matches"]] == [ref], (kind, report)
+        errs = error_lines(err)
+        assert len(errs) == 2 and f"{lst}:2:" in errs[0] and f"{lst}:3: not UTF-8" in errs[1], errs
+        clean = tmp_path / f"clean_{kind}.txt"
+        clean.write_bytes(b"\xef\xbb\xbf" + f"{value}\n".encode())  # a BOM alone costs nothing
+        code, out, err = cli(capsys, "lookup", "--bank", bank, "--json", "--signal-type", kind, clean)
+        assert code == 0 and [m["reference"] for m in json.loads(out)["matches"]] == [ref], err
+
+
+def test_hash_and_export_long_names(capsys, tmp_path):
+    """`hash` on a 250-character file name writes both signal files (names cut to 255 bytes, no
+    temporary file left) and goes on with the next video; `export` of a 250-character id writes
+    its vPDQ file; an --out that cannot be a directory is one error line, exit 2."""
+    long_video = small_clip(tmp_path / ("v" * 250 + ".mp4"), 1701, 2.0)
+    other = small_clip(tmp_path / "other.mp4", 1702, 2.0)
+    out_dir = tmp_path / "sigs"
+    code, out, err = cli(capsys, "hash", "--out", out_dir, long_video, other)
+    assert code == 0 and "Traceback" not in err, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["file"] for line in lines] == [str(long_video), str(other)]
+    for line in lines:
+        for key in ("cnn", "vpdq"):
+            p = Path(line[key]["path"])
+            assert p.is_file() and len(p.name.encode()) <= 255
+    assert sorted(p.name for p in out_dir.iterdir() if p.name.startswith(".")) == []
+    long_id = "r" * 250
+    bank = tmp_path / "bank"
+    vp = Path(lines[0]["vpdq"]["path"])
+    assert cli(capsys, "import", "--bank", bank, "--signal-type", "vpdq", "--id", long_id, vp)[0] == 0
+    code, out, err = cli(capsys, "export", "--bank", bank, "--signal-type", "vpdq", "--out", tmp_path / "exp")
+    assert code == 0 and "Traceback" not in err, err
+    written = Path(out.strip())
+    assert written.is_file() and written.name.startswith("r" * 200) and len(written.name.encode()) <= 255
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, out, err = cli(capsys, "export", "--bank", bank, "--signal-type", "vpdq", "--out", blocker / "sub")
+    assert code == 2 and "Traceback" not in err
+    assert len(error_lines(err)) == 1 and str(blocker / "sub") in err
+
+
+@pytest.mark.parametrize("args", [
+    ["match", "--threshold", "nan"], ["match", "--threshold", "1e400"], ["match", "--min-score", "inf"],
+    ["match", "--threshold", "2"], ["lookup", "--threshold", "nan"],
+])
+def test_non_finite_or_out_of_range_scores_are_usage_errors(capsys, cli_bank, match_set, args):
+    """Refused before any work (they would print NaN/Infinity, which is not JSON)."""
+    code, out, err = cli(capsys, *args, "--bank", cli_bank, "--json", match_set.planted["trim"].query)
+    assert code == 2 and "Traceback" not in err and out == ""
+    assert "finite number within [-1, 1]" in err
+
+
+def test_serve_port_out_of_range_is_a_usage_error(capsys, tmp_path):
+    code, out, err = cli(capsys, "serve", "--bank-root", tmp_path, "--port", "99999")
+    assert code == 2 and "Traceback" not in err and "1..65535" in err
+
+
+def test_index_refuses_a_still_image(capsys, tmp_path):
+    import av
+
+    png = tmp_path / "picture.png"
+    with av.open(str(png), "w", format="image2") as c:
+        s = c.add_stream("png", rate=1)
+        s.width, s.height, s.pix_fmt = 32, 24, "rgb24"
+        for pkt in [*s.encode(av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")), *s.encode()]:
+            c.mux(pkt)
+    video = small_clip(tmp_path / "video.mp4", 1703, 2.0)
+    code, out, err = cli(capsys, "index", "--bank", tmp_path / "bank", png, video)
+    assert code == 1
+    assert error_lines(err) == [f"vmatch: error: {png}: is a still image (png), not a video; vmatch matches videos"]
+    assert ref_ids(tmp_path / "bank") == ["video"]

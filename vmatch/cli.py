@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,28 @@ def _fps(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not (0 < v <= 120):
         raise argparse.ArgumentTypeError("must be > 0 and <= 120 frames per second")
+    return v
+
+
+def _score(text: str) -> float:
+    """A score bound (``--threshold``, ``--min-score``): a finite number within [-1, 1], the range
+    of the scores vmatch reports (NaN or 1e400 would print as NaN/Infinity, which is not JSON)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v) or not -1.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a finite number within [-1, 1], got {text!r}")
+    return v
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port within 1..65535, got {v}")
     return v
 
 
@@ -124,10 +147,10 @@ def _build_parser() -> argparse.ArgumentParser:
     pm.add_argument("paths", nargs="+", metavar="PATH")
     pm.add_argument("--json", action="store_true", help="one JSON object per query per line on stdout")
     pm.add_argument(
-        "--min-score", type=float, default=None, help="list matches scoring at least this (default: the threshold)"
+        "--min-score", type=_score, default=None, help="list matches scoring at least this (default: the threshold)"
     )
     pm.add_argument(
-        "--threshold", type=float, default=None, help="decision threshold (default: the model's calibration)"
+        "--threshold", type=_score, default=None, help="decision threshold (default: the model's calibration)"
     )
     pm.add_argument("--search-device", default="cpu", metavar="DEVICE",
                     help="where frame search runs: cpu (default) or cuda[:N] (exact, on the GPU; needs the gpu extra, "
@@ -161,8 +184,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "formats); md5/sha1: text files of hash values, one per line (`<value>` or `<signal_type> <value>`)",
     )
     plk.add_argument("--json", action="store_true", help="one JSON object per signal file per line on stdout")
-    plk.add_argument("--min-score", type=float, default=None)
-    plk.add_argument("--threshold", type=float, default=None)
+    plk.add_argument("--min-score", type=_score, default=None)
+    plk.add_argument("--threshold", type=_score, default=None)
 
     pim = sub.add_parser(
         "import",
@@ -217,7 +240,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ps.add_argument("--bank-root", required=True, metavar="DIR", help="directory of the banks (one sub-directory each) and the key store")
     ps.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    ps.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    ps.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     ps.add_argument("--device", default="auto", help="where the CNN runs: auto, cpu, cuda")
     ps.add_argument("--model", default=None, help="model of banks created without one (default: effnet-lite0-gem)")
     ps.add_argument("--fps", type=_fps, default=1.0, help="sampled frames per second (default 1)")
@@ -510,6 +533,7 @@ def _match_on_ray(bank, args, inputs: list, params, threshold: float) -> int:
 def cmd_hash(args) -> int:
     from vmatch.embed import make_embedder, tune_cpu_allocator
     from vmatch.decode import find_videos
+    from vmatch.files import output_name
     from vmatch.pipeline import embed_video
     from vmatch.signals import cnn
     from vmatch.signals.exact import file_hashes
@@ -528,13 +552,17 @@ def cmd_hash(args) -> int:
                              compile=args.compile, precision=args.precision)
     failed = len(problems)
     for f in files:
+        target = None
         try:
             emb = embed_video(f, embedder, fps=args.fps)
             digests = file_hashes(f)
             frames = hash_video(f, device=getattr(embedder, "device", "cpu"))
-            target = cnn.write(out_dir / (f.stem + cnn.SUFFIX), emb, model=embedder.spec.to_dict(), fps=args.fps)
-            vp_path = write_file(out_dir / (f.stem + ".vpdq.txt"), frames)
+            target = cnn.write(out_dir / output_name(f.stem, cnn.SUFFIX), emb, model=embedder.spec.to_dict(),
+                               fps=args.fps)
+            vp_path = write_file(out_dir / output_name(f.stem, ".vpdq.txt"), frames)
         except VmatchError as e:
+            if target is not None:  # both signal files of a video, or neither
+                target.unlink(missing_ok=True)
             failed += 1
             _err(str(e))
             continue
@@ -602,39 +630,55 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from vmatch.files import output_name
     from vmatch.signals.vpdq import write_file
 
     if args.signal_type == "vpdq" and args.out is None:
         raise UsageError("--signal-type vpdq needs --out DIR (one vPDQ file per reference)")
     bank = _open_bank(args, create=False)
+    failed = 0
     try:
         if args.signal_type == "vpdq":
             out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"{out}: cannot create output directory ({e.strerror or e})") from e
             for ref in bank.list():
                 frames = bank.vpdq_of(ref.reference)
-                if frames:
-                    print(write_file(out / f"{ref.reference}.vpdq.txt", frames))
+                if not frames:
+                    continue
+                try:
+                    print(write_file(out / output_name(ref.reference, ".vpdq.txt"), frames), flush=True)
+                except UsageError as e:  # this reference's file; the others are still written
+                    failed += 1
+                    _err(str(e))
         else:
             for rid, t, v in bank.hashes(args.signal_type):
                 print(f"{t} {v} {rid}")
     finally:
         bank.close()
-    return EXIT_OK
+    return EXIT_PARTIAL if failed else EXIT_OK
 
 
 def _lookup_hashes(bank, path: str, signal_type: str, threshold: float):
-    """One report per hash list: the references holding any of its hashes (score 1, no segment)."""
+    """One report per hash list: the references holding any of its good lines' hashes (score 1,
+    no segment), and a message per malformed line (skipped, like ``import``)."""
     from vmatch.types import Match, MatchReport
 
     found: dict[str, Match] = {}
     rows, problems = _read_hash_lines(path, signal_type, with_id=False)
-    if problems:
-        raise UsageError("; ".join(problems))
+    if signal_type == "pdq":
+        from vmatch.pipeline import with_pdq_matches
+        from vmatch.signals.vpdq import VPDQFrame
+
+        frames = [VPDQFrame(frame_number=i, hex=v, quality=100, timestamp=0.0) for i, (_, v, _) in enumerate(rows)]
+        return with_pdq_matches(bank, MatchReport(query=path, duration=0.0, threshold=threshold), frames), problems
     for t, v, _ in rows:
         for ref in bank.lookup_hash(t, v):
             found.setdefault(ref, Match(reference=ref, score=1.0, segments=(), signal_type=t))
-    return MatchReport(query=path, duration=0.0, threshold=threshold, matches=tuple(found[r] for r in sorted(found)))
+    report = MatchReport(query=path, duration=0.0, threshold=threshold, matches=tuple(found[r] for r in sorted(found)))
+    return report, problems
 
 
 def cmd_lookup(args) -> int:
@@ -650,18 +694,11 @@ def cmd_lookup(args) -> int:
         params = MatchParams(threshold=args.threshold)
         for path in args.paths:
             try:
-                if args.signal_type in ("md5", "sha1"):
-                    report = _lookup_hashes(bank, path, args.signal_type, threshold)
-                elif args.signal_type == "pdq":
-                    from vmatch.pipeline import with_pdq_matches
-                    from vmatch.signals.vpdq import VPDQFrame
-
-                    rows, problems = _read_hash_lines(path, "pdq", with_id=False)
-                    if problems:
-                        raise UsageError("; ".join(problems))
-                    frames = [VPDQFrame(frame_number=i, hex=v, quality=100, timestamp=0.0)
-                              for i, (_, v, _) in enumerate(rows)]
-                    report = with_pdq_matches(bank, MatchReport(query=path, duration=0.0, threshold=threshold), frames)
+                if args.signal_type in ("md5", "sha1", "pdq"):
+                    report, problems = _lookup_hashes(bank, path, args.signal_type, threshold)
+                    for msg in problems:
+                        _err(msg)
+                    failed += bool(problems)
                 elif args.signal_type == "vpdq":
                     from vmatch.pipeline import with_vpdq_matches
 
@@ -670,7 +707,7 @@ def cmd_lookup(args) -> int:
                     report = with_vpdq_matches(bank, empty, frames)
                 else:
                     emb, _ = cnn.read(path)
-                    cnn.check_model(emb, bank.model_id, source=path)
+                    cnn.check_model(emb, bank.model_id, source=path, dim=bank.spec.dim)
                     report = match_embedding(
                         bank, emb, calibration=calibration, params=params, min_score=args.min_score, query_name=path
                     )

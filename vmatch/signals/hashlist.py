@@ -15,14 +15,16 @@ LINE_SIGNAL_TYPES = ("md5", "sha1", "pdq")
 
 
 def parse_hash_lines(
-    text: str, default_type: str | None, *, with_id: bool, source: str = "<list>"
+    text: str | bytes, default_type: str | None, *, with_id: bool, source: str = "<list>"
 ) -> tuple[list[tuple[str, str, str]], list[str]]:
     """``(signal_type, canonical value, id)`` of the good lines of a hash list, and one message
     ``SOURCE:LINE: reason`` per malformed line (wrong length, non-hex, unknown signal type, bad
-    id), which is skipped. Blank lines and ``#`` comments are ignored.
+    id, not UTF-8), which is skipped. Blank lines and ``#`` comments are ignored; a UTF-8 byte
+    order mark at the start is dropped (lists saved by Windows editors carry one).
 
     Args:
-        text: the list's content.
+        text: the list's content, as text or as raw bytes (then each line is decoded on its own,
+            so one stray byte costs its line, not the list).
         default_type: the signal type of lines that carry only ``<value> [<id>]`` (``--signal-type``).
         with_id: lines must carry a reference id (import) or not (lookup).
         source: name used in the messages (a file name).
@@ -31,7 +33,13 @@ def parse_hash_lines(
     from vmatch.signals.exact import normalize_hex_digest
 
     out, problems = [], []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(_lines(text), 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append(f"{source}:{n}: not UTF-8 text (byte {line[e.start]:#04x} at column {e.start + 1}); line skipped")
+                continue
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -54,13 +62,20 @@ def parse_hash_lines(
     return out, problems
 
 
+def _lines(text: str | bytes) -> list:
+    """The lines of a list, without a leading byte order mark."""
+    if isinstance(text, bytes):
+        return text.removeprefix(b"\xef\xbb\xbf").splitlines()
+    return text.removeprefix("\ufeff").splitlines()
+
+
 def read_hash_lines(
     path: str, default_type: str | None, *, with_id: bool
 ) -> tuple[list[tuple[str, str, str]], list[str]]:
     """:func:`parse_hash_lines` of a file; an unreadable file is a UsageError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = Path(path).read_bytes()
+    except OSError as e:
         raise UsageError(f"{path}: cannot read hash list ({getattr(e, 'strerror', None) or e})") from e
     return parse_hash_lines(text, default_type, with_id=with_id, source=path)
 

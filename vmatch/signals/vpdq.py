@@ -641,15 +641,9 @@ def write_file(
     if format not in ("text", "signal"):
         raise UsageError(f"write_file: format must be 'text' or 'signal', got {format!r}")
     content = to_text(frames) if format == "text" else to_signal_str(frames)
-    dest = Path(path)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(content, encoding="utf-8", newline="\n")
-        os.replace(tmp, dest)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"{dest}: cannot write the vPDQ hash ({exc.strerror or exc})") from exc
-    return dest
+    from vmatch.files import write_atomic
+
+    return write_atomic(path, content.encode("utf-8"), what="the vPDQ hash")
 
 
 def read_file(path: str | os.PathLike[str]) -> list[VPDQFrame]:
