@@ -1,6 +1,7 @@
 """Bank: add / replace / remove / list / info, persistence, atomicity, concurrency, corruption."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -72,10 +73,42 @@ def test_model_mismatch_refused(tmp_path):
 
 
 def test_bad_ids_refused():
-    for bad in ["", "a/b", " x", "x\n", "a\\b"]:
+    for bad in ["", "a/b", " x", "x\n", "a\\b", "x ", "\u3000x"]:
         with pytest.raises(UsageError):
             validate_ref_id(bad)
-    assert validate_ref_id("clip 01 (copy).v2") == "clip 01 (copy).v2"
+    for ok in ["clip 01 (copy).v2", "é" * 127, ".config", "日本語のクリップ", "a..b"]:
+        assert validate_ref_id(ok) == ok
+
+
+@pytest.mark.parametrize("bad, words", [
+    (".", "'.' and '..'"), ("..", "'.' and '..'"),
+    ("evil\u202egnp.mp4", "U+202E (RIGHT-TO-LEFT OVERRIDE)"), ("a\u200bb", "U+200B (ZERO WIDTH SPACE)"),
+    ("a\u200fb", "U+200F"), ("a\u2066b", "U+2066"), ("\ufeffclip", "U+FEFF"), ("a\x00b", "U+0000"),
+    ("a\tb", "U+0009"), ("a\x7fb", "U+007F"), ("a\x85b", "U+0085"), ("a\u2028b", "U+2028"),
+    ("a\ud800b", "U+D800"), ("é" * 128, "256 bytes in UTF-8; at most 255"), ("x" * 256, "256 bytes"),
+])
+def test_ids_that_hide_or_disguise_names_are_refused(bad, words):
+    """An id names exported files and lines of hash lists: no '.'/'..', no control, format
+    (zero-width, bidirectional) or separator characters, at most 255 bytes of UTF-8."""
+    with pytest.raises(UsageError, match="invalid reference id") as e:
+        validate_ref_id(bad)
+    assert words in str(e.value)
+
+
+def test_banks_holding_ids_refused_today_still_open(tmp_path):
+    """Ids are checked when written, not when read: a bank made before keeps working."""
+    with Bank.open(tmp_path, create=True, model=SPEC) as bank:
+        bank.add(_emb("plain", 4, 1))
+        bank.add(_emb("other", 4, 2))
+    with sqlite3.connect(tmp_path / "bank.sqlite") as conn:
+        conn.execute("UPDATE refs SET ref_id = ? WHERE ref_id = 'other'", ("..\u202e",))
+    with Bank.open(tmp_path) as bank:
+        assert [r.reference for r in bank.list()] == ["..\u202e", "plain"]
+        assert bank.snapshot().ref_ids == ["plain", "..\u202e"]
+        assert bank.remove(["..\u202e"]) == ["..\u202e"]
+    with pytest.raises(UsageError, match="U\\+202E"):
+        with Bank.open(tmp_path) as bank:
+            bank.add(_emb("..\u202e", 4, 2))
 
 
 def test_stale_or_damaged_index_is_rebuilt_from_database(tmp_path):
@@ -138,7 +171,7 @@ def test_second_writer_waits_or_fails_clearly(tmp_path):
         bank.add(_emb("a", 3, 1))
         other = Bank.open(tmp_path)
         try:
-            with pytest.raises(BankError, match="another process is writing"):
+            with pytest.raises(BankError, match="being written by another process"):
                 other._acquire_writer(timeout=0.2)
         finally:
             other.close()

@@ -34,16 +34,20 @@ import datetime as _dt
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import logging
+import math
 import os
 import re
+import secrets
 import sqlite3
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -55,8 +59,12 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 DB_NAME = "bank.sqlite"
 LOCK_NAME = ".writer.lock"
+#: Meta key of the record of the FAISS file saved last (JSON: generation, sha256).
+INDEX_RECORD_KEY = "index_file"
+#: Seconds a write waits for the writer lock when the handle did not take it with
+#: :meth:`Bank.lock_for_writing` (the API and the HTTP service, whose requests must not hang).
+WRITER_WAIT_S = 30.0
 _INDEX_RE = re.compile(r"^index\.(\d+)\.faiss$")
-_REF_ID_RE = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 
 #: Industry hashes of a reference (exact file hashes now; one row per hash), deleted with it.
 _HASHES_TABLE = """CREATE TABLE IF NOT EXISTS hashes (
@@ -96,14 +104,50 @@ _SCHEMA = (
 )
 
 
+#: Longest reference id, in UTF-8 bytes: a file named after it (``export``) can always be created.
+MAX_REF_ID_BYTES = 255
+#: Unicode categories refused in reference ids: control (Cc) and format (Cf: zero-width and
+#: bidirectional marks such as U+200B, U+202E, U+2066, U+FEFF) characters hide or disguise a name;
+#: lone surrogates (Cs) cannot be written as UTF-8; line and paragraph separators (Zl, Zp) break
+#: the line-per-hash lists of ``import`` / ``export``.
+_REFUSED_ID_CATEGORIES = {"Cc": "control characters", "Cf": "invisible format characters",
+                          "Cs": "lone surrogates", "Zl": "line separators", "Zp": "paragraph separators"}
+
+
 def validate_ref_id(ref_id: str) -> str:
-    """Return ``ref_id`` if it is a usable reference id, else raise UsageError."""
-    if not isinstance(ref_id, str) or not _REF_ID_RE.match(ref_id) or ref_id.strip() != ref_id:
-        raise UsageError(
-            f"invalid reference id {ref_id!r}: use 1-255 printable characters, no '/' or '\\', "
-            "no leading/trailing spaces"
-        )
+    """Return ``ref_id`` if it is a usable reference id, else raise UsageError saying why.
+
+    An id names files (``export``), lines of hash lists and rows shown to people, so it must be
+    visible and unambiguous: 1 to 255 UTF-8 bytes, no ``/``, ``\\`` or NUL, not ``.`` or ``..``,
+    no control or format character (listed as U+XXXX), no leading or trailing whitespace. Checked
+    when an id is written; ids already stored are read whatever they are.
+    """
+    if not isinstance(ref_id, str) or not ref_id:
+        raise UsageError(f"invalid reference id {ref_id!r}: it must be a non-empty text")
+    problem = _ref_id_problem(ref_id)
+    if problem is not None:
+        raise UsageError(f"invalid reference id {ref_id!r:.80}: {problem}")
     return ref_id
+
+
+def _ref_id_problem(ref_id: str) -> str | None:
+    """What makes ``ref_id`` unusable as a reference id (see :func:`validate_ref_id`), or None."""
+    if ref_id in (".", ".."):
+        return "'.' and '..' name directories, not references"
+    for c in ref_id:
+        if c in "/\\":
+            return f"{c!r} is not allowed (it separates directories)"
+        category = unicodedata.category(c)
+        if category in _REFUSED_ID_CATEGORIES:
+            name = unicodedata.name(c, "")
+            label = f"U+{ord(c):04X}" + (f" ({name})" if name else "")
+            return f"character {label} is not allowed ({_REFUSED_ID_CATEGORIES[category]} hide or disguise names)"
+    if ref_id.strip() != ref_id:
+        return "leading or trailing whitespace is not allowed"
+    size = len(ref_id.encode("utf-8"))
+    if size > MAX_REF_ID_BYTES:
+        return f"{size} bytes in UTF-8; at most {MAX_REF_ID_BYTES} are allowed"
+    return None
 
 
 def _now() -> str:
@@ -148,6 +192,199 @@ def _reads(method):
     return wrapper
 
 
+def _damaged(db: Path, what: str) -> BankError:
+    """The error for a bank whose database holds values vmatch never writes (a row's blob of the
+    wrong size, a meta value that is not a number): one line naming the file and the fix."""
+    return BankError(f"{db}: {what}; the bank is damaged: re-index it or restore a backup")
+
+
+def _foreign(db: Path) -> BankError:
+    try:
+        empty = db.stat().st_size == 0
+    except OSError:
+        empty = False
+    what = "an empty file" if empty else "a database without vmatch's tables"
+    return BankError(
+        f"{db}: not a vmatch bank ({what}); it was left as it is: use another --bank directory, "
+        "or move the file away"
+    )
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?", (name,)
+    ).fetchone()[0] > 0
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a bank made by an older vmatch up to the current schema (tables and columns added
+    since; existing rows are never rewritten)."""
+    if not _has_table(conn, "hashes"):  # a bank made before hashes were stored: add the (empty) table
+        with _txn(conn, immediate=True):
+            for stmt in _SCHEMA[-2:]:
+                conn.execute(stmt)
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(hashes)")}
+    if "frame_number" not in cols:  # a bank made before vPDQ was stored
+        with _txn(conn, immediate=True):
+            for col in ("quality INTEGER NOT NULL DEFAULT -1", "timestamp REAL NOT NULL DEFAULT 0",
+                        "frame_number INTEGER NOT NULL DEFAULT 0"):
+                if col.split()[0] not in cols:
+                    conn.execute(f"ALTER TABLE hashes ADD COLUMN {col}")
+
+
+#: The database of a bank and SQLite's files beside it.
+_DB_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
+
+
+def _is_bank_file(name: str) -> bool:
+    """Whether a file of this name is one a bank writes (besides its lock file)."""
+    return name in _DB_FILES or bool(_INDEX_RE.match(name)) or name.startswith((".tmp-index.", ".tmp-bank."))
+
+
+def _bank_owned(entry: Path) -> bool:
+    """Whether ``entry`` may sit in a directory a new bank is created in: what a bank holds,
+    hidden files (the lock, ``.gitkeep``) and a README (the committed note of the default
+    ``./index``)."""
+    name = entry.name
+    if _is_bank_file(name) or name.startswith("."):
+        return True
+    return name.upper().startswith("README") and entry.is_file()
+
+
+def _prepare_new_bank_dir(p: Path, allow: Callable[[Path], bool] = _bank_owned) -> bool:
+    """Make sure a new bank may be created in directory ``p``; returns whether it was made here.
+
+    A bank is created only in a new directory or one holding nothing but entries ``allow``
+    accepts (:func:`_bank_owned`), so that a mistyped ``--bank`` never mixes a bank into a
+    folder of other files."""
+    if p.exists() and not p.is_dir():
+        raise BankError(f"{p}: exists and is not a directory")
+    try:
+        p.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise BankError(f"{p}: cannot create bank directory: {e.strerror or e}") from e
+    try:
+        strangers = sorted(e.name for e in p.iterdir() if not allow(e))
+    except OSError as e:
+        raise BankError(f"{p}: cannot read the directory: {e.strerror or e}") from e
+    if strangers:
+        more = f" and {len(strangers) - 1} more" if len(strangers) > 1 else ""
+        raise BankError(
+            f"{p}: holds no bank but other files ({strangers[0]!r}{more}); a new bank is made only in a "
+            "new or empty directory: choose another --bank"
+        )
+    return False
+
+
+def _create_database(db: Path, spec) -> bool:
+    """Create the database of a new bank at ``db`` atomically; False if another process created
+    one there first (then that one is used).
+
+    The schema and metadata are written to a temporary file that is then hard-linked to ``db``
+    (which fails if ``db`` exists), so ``bank.sqlite`` never exists half-made: a ``bank.sqlite``
+    without vmatch's tables is never a bank being created, always a foreign file."""
+    tmp = db.with_name(f".tmp-bank.{os.getpid()}.{secrets.token_hex(4)}.sqlite")
+    try:
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            with _txn(conn, immediate=True):
+                for stmt in _SCHEMA:  # (executescript would commit the open transaction)
+                    conn.execute(stmt)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("format_version", str(FORMAT_VERSION)),
+                        ("model_spec", spec.to_json()),
+                        ("model_id", spec.model_id),
+                        ("dim", str(spec.dim)),
+                        ("generation", "0"),
+                        ("next_fid", "0"),
+                        ("created_at", _now()),
+                    ],
+                )
+        finally:
+            conn.close()  # the last connection: SQLite folds the WAL into the file and removes it
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        won = _link_new(tmp, db)
+        _fsync_dir(db.parent)
+        return won
+    except (OSError, sqlite3.Error) as e:
+        raise BankError(f"{db}: cannot create the bank: {getattr(e, 'strerror', None) or e}") from e
+    finally:
+        for f in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            with contextlib.suppress(OSError):
+                f.unlink()
+
+
+def _link_new(src: Path, dest: Path) -> bool:
+    """Give file ``src`` the name ``dest`` unless ``dest`` exists; returns whether it did."""
+    try:
+        os.link(src, dest)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    # A file system without hard links: a rename after a check (a tiny race between creators).
+    if dest.exists():
+        return False
+    os.replace(src, dest)
+    return True
+
+
+#: The sizes of a reference's two blobs, read from the row's header without reading the blobs
+#: themselves (None where the value is not a blob).
+_BLOB_SIZES = ("CASE typeof(timestamps) WHEN 'blob' THEN length(timestamps) END, "
+               "CASE typeof(features) WHEN 'blob' THEN length(features) END")
+#: The columns of a :class:`ReferenceInfo`, then :data:`_BLOB_SIZES`.
+_INFO_COLUMNS = f"ref_id, duration, n_frames, sha256, added_at, source_name, extra, {_BLOB_SIZES}"
+
+
+def _check_ref_row(db: Path, dim: int, ref_id, duration, n_frames, ts_bytes, feat_bytes) -> None:
+    """Check that one stored reference is self-consistent from its sizes alone (cheap: no blob
+    is read): a count of frames, one float64 timestamp and ``dim`` float32 features per frame,
+    a finite duration. Raises the BankError of a damaged bank naming the reference."""
+    what = f"reference {ref_id!r:.80}"
+    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 0:
+        raise _damaged(db, f"{what} has n_frames {n_frames!r:.40}, not a count of frames")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not np.isfinite(duration) or duration < 0:
+        raise _damaged(db, f"{what} has duration {duration!r:.40}, not a number of seconds")
+    if ts_bytes is None or ts_bytes % 8:
+        raise _damaged(db, f"{what} has timestamps of {ts_bytes} bytes, not whole float64 values")
+    if ts_bytes // 8 != n_frames:
+        raise _damaged(db, f"{what} has {ts_bytes // 8} frames of timestamps but n_frames {n_frames}")
+    if feat_bytes != n_frames * dim * 4:
+        raise _damaged(db, f"{what} has {feat_bytes} bytes of features, not {n_frames} frames x {dim} "
+                           "dimensions x 4 bytes")
+
+
+def _timestamps(db: Path, ref_id: str, blob: bytes) -> np.ndarray:
+    """The frame times of a reference (float64), which must be finite and non-decreasing."""
+    ts = np.frombuffer(blob, dtype="<f8").astype(np.float64)
+    if ts.size and (not np.all(np.isfinite(ts)) or np.any(np.diff(ts) < 0)):
+        raise _damaged(db, f"reference {ref_id!r:.80} has timestamps that are not finite and increasing")
+    return ts
+
+
+def _ref_info(db: Path, dim: int, row) -> ReferenceInfo:
+    """A :class:`ReferenceInfo` from a row of :data:`_INFO_COLUMNS`, checked (see :func:`_check_ref_row`)."""
+    rid, duration, n_frames, sha256, added_at, source_name, extra, ts_bytes, feat_bytes = row
+    _check_ref_row(db, dim, rid, duration, n_frames, ts_bytes, feat_bytes)
+    try:
+        details = json.loads(extra or "{}")
+        if not isinstance(details, dict):
+            raise ValueError("not an object")
+    except (TypeError, ValueError) as e:
+        raise _damaged(db, f"reference {rid!r:.80} has unreadable details ({e})") from e
+    return ReferenceInfo(rid, float(duration), n_frames, sha256, added_at, source_name, details)
+
+
 @dataclass(frozen=True)
 class FrameHits:
     """Result of a frame-level search: for each query frame, the k best reference frames.
@@ -159,6 +396,43 @@ class FrameHits:
     ref_index: np.ndarray
     frame_index: np.ndarray
     similarity: np.ndarray
+
+
+class BankBusyError(BankError):
+    """Another process holds the bank's writer lock, and the caller chose not to wait (longer)."""
+
+
+@dataclass(frozen=True)
+class WriterLockHolder:
+    """Who holds a bank's writer lock: its lock file and the process id written in it (None
+    when the holder wrote none, e.g. an older vmatch)."""
+
+    lock_path: Path
+    pid: int | None
+
+    def described(self) -> str:
+        """`` (pid N)`` or nothing, for messages."""
+        return f" (pid {self.pid})" if self.pid is not None else ""
+
+
+@dataclass(frozen=True)
+class _IndexRecord:
+    """What the database says of the FAISS file saved last: its generation and SHA-256."""
+
+    generation: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _FrameRow:
+    """One stored reference that has frames, as snapshots and frame tables read it (checked)."""
+
+    pk: int
+    ref_id: str
+    first_fid: int
+    n_frames: int
+    duration: float
+    timestamps: np.ndarray
 
 
 class _VPDQTable:
@@ -237,6 +511,10 @@ class Bank:
         self._background = None
         self._dirty = False
         self._closed = False
+        self._warned: set[str] = set()  # cache files already reported as not matching the database
+        #: Whether this handle created the bank (so :meth:`discard_if_empty` may delete it again).
+        self.created = False
+        self._created_dir = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -261,7 +539,10 @@ class Bank:
 
         Args:
             path: the bank directory.
-            create: create an empty bank if none exists (the directory too).
+            create: create an empty bank if none exists: in a new directory, or an existing one
+                that holds nothing else than a bank's files, hidden files and a README; an
+                existing ``bank.sqlite`` that is not a vmatch bank (e.g. 0 bytes) is refused
+                and left as it is.
             model: for a new bank, the model (ModelSpec or registry name; default model if None).
                 For an existing bank, if given, it must be the bank's model, else
                 :class:`ModelMismatchError`.
@@ -271,70 +552,57 @@ class Bank:
 
         Raises:
             BankNotFoundError: no bank at ``path`` and ``create`` is false.
-            BankError: the bank is corrupted or unreadable (the message says which file).
+            BankError: the bank is corrupted or unreadable, or not a vmatch bank, or the directory
+                to create it in holds other files (the message says which file).
             ModelMismatchError: ``model`` differs from the bank's model.
         """
         from vmatch.ann import check_search_device
-        from vmatch.models import ModelSpec, get_model_spec
+        from vmatch.models import get_model_spec
 
         search_gpu = check_search_device(search_device)
         p = Path(path)
         db = p / DB_NAME
+        if isinstance(model, str):
+            model = get_model_spec(model)
+        created = created_dir = False
         if not db.exists():
             if not create:
                 raise BankNotFoundError(
                     f"{p}: no bank here ({DB_NAME} missing); create one with `vmatch index --bank {p} ...`"
                 )
-            if p.exists() and not p.is_dir():
-                raise BankError(f"{p}: exists and is not a directory")
-            try:
-                p.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise BankError(f"{p}: cannot create bank directory: {e.strerror or e}") from e
-        if isinstance(model, str):
-            model = get_model_spec(model)
+            created_dir = _prepare_new_bank_dir(p)
+            created = _create_database(db, model if model is not None else get_model_spec())
         try:
             conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise _corrupted(db, e) from e
+        try:
+            bank = cls._from_connection(p, conn, model, device=device, search_gpu=search_gpu)
+        except BaseException:
+            conn.close()
+            raise
+        bank.created, bank._created_dir = created, created_dir
+        return bank
+
+    @classmethod
+    def _from_connection(cls, p: Path, conn: sqlite3.Connection, model, *, device: str,
+                         search_gpu: int | None) -> "Bank":
+        """Check that ``conn`` is a vmatch bank of ``model`` (None: any) and wrap it.
+
+        A file without vmatch's tables (a 0-byte file, another program's database) is refused
+        before anything is written to it: only :func:`_create_database` makes a bank."""
+        from vmatch.models import ModelSpec
+
+        db = p / DB_NAME
+        try:
+            if not _has_table(conn, "meta"):
+                raise _foreign(db)
             _set_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            new = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()[0] == 0
-            if new:
-                if not create:
-                    raise BankError(f"{db}: not a vmatch bank (no meta table)")
-                spec = model if model is not None else get_model_spec()
-                with _txn(conn, immediate=True):  # one creator wins; the others see its bank
-                    for stmt in _SCHEMA:  # (executescript would commit the open transaction)
-                        conn.execute(stmt)
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                        [
-                            ("format_version", str(FORMAT_VERSION)),
-                            ("model_spec", spec.to_json()),
-                            ("model_id", spec.model_id),
-                            ("dim", str(spec.dim)),
-                            ("generation", "0"),
-                            ("next_fid", "0"),
-                            ("created_at", _now()),
-                        ],
-                    )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             conn.execute("SELECT pk FROM refs LIMIT 1").fetchall()  # the other table is there too
-            if conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='hashes'"
-            ).fetchone()[0] == 0:  # a bank made before hashes were stored: add the (empty) table
-                with _txn(conn, immediate=True):
-                    for stmt in _SCHEMA[-2:]:
-                        conn.execute(stmt)
-            cols = {r[1] for r in conn.execute("PRAGMA table_info(hashes)")}
-            if "frame_number" not in cols:  # a bank made before vPDQ was stored
-                with _txn(conn, immediate=True):
-                    for col in ("quality INTEGER NOT NULL DEFAULT -1", "timestamp REAL NOT NULL DEFAULT 0",
-                                "frame_number INTEGER NOT NULL DEFAULT 0"):
-                        if col.split()[0] not in cols:
-                            conn.execute(f"ALTER TABLE hashes ADD COLUMN {col}")
+            _migrate(conn)
         except sqlite3.DatabaseError as e:
             raise _corrupted(db, e) from e
         try:
@@ -342,16 +610,13 @@ class Bank:
             spec_json = meta["model_spec"]
             stored = ModelSpec.from_dict(json.loads(spec_json))
         except (KeyError, ValueError, TypeError) as e:
-            conn.close()
             raise BankError(f"{db}: bank metadata is corrupted ({e!r}); re-index into a new bank") from e
         if fv > FORMAT_VERSION:
-            conn.close()
             raise BankError(
                 f"{db}: bank format {fv} is newer than this vmatch understands ({FORMAT_VERSION}); "
                 "upgrade vmatch"
             )
         if model is not None and model.model_id != stored.model_id:
-            conn.close()
             raise ModelMismatchError(
                 f"{p}: bank holds embeddings of model {stored.model_id}, not {model.model_id}; "
                 "use a bank made with the same model, or a new bank"
@@ -373,7 +638,26 @@ class Bank:
     @property
     @_reads
     def generation(self) -> int:
-        return int(self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+        return self._meta_int("generation")
+
+    def _meta_int(self, key: str) -> int:
+        """A whole-number value of the meta table (``generation``, ``next_fid``), else the
+        BankError of a damaged bank (never a ValueError traceback, never a silent repair)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise _damaged(self.path / DB_NAME, f"the meta table has no {key!r}")
+        try:
+            value = int(row[0])
+        except (TypeError, ValueError):
+            value = -1
+        if value < 0:
+            raise _damaged(self.path / DB_NAME, f"meta {key!r} is {row[0]!r:.40}, not a whole number")
+        return value
+
+    def _bump_generation(self) -> None:
+        """Advance the generation by one (inside the writer's transaction)."""
+        gen = self._meta_int("generation")
+        self._conn.execute("UPDATE meta SET value = ? WHERE key='generation'", (str(gen + 1),))
 
     def close(self) -> None:
         """Save the FAISS index if this process changed the bank, release the writer lock."""
@@ -394,26 +678,61 @@ class Bank:
         self.close()
 
     # ------------------------------------------------------------------ writer lock
-    def _acquire_writer(self, timeout: float = 30.0) -> None:
+    def lock_for_writing(self, *, wait: bool = True,
+                         on_wait: Callable[[WriterLockHolder], None] | None = None) -> None:
+        """Take the bank's writer lock now and hold it until :meth:`close`.
+
+        A run that writes many files (``vmatch index``) calls this once, before any decoding,
+        so that beside another writer it waits (or refuses) at the start instead of losing
+        files one by one when a per-write wait runs out.
+
+        Args:
+            wait: True: wait as long as it takes; False: raise :class:`BankBusyError` at once
+                when another process holds the lock.
+            on_wait: called once, with the holder, when the lock is held by another process
+                (e.g. to tell the user what the run waits for).
+
+        Raises:
+            BankBusyError: ``wait`` is False and another process writes the bank.
+            KeyboardInterrupt: Ctrl-C while waiting (nothing is held then).
+        """
+        with self._lock:
+            self._acquire_writer(timeout=math.inf if wait else 0.0, on_wait=on_wait)
+
+    def _acquire_writer(self, timeout: float | None = None,
+                        on_wait: Callable[[WriterLockHolder], None] | None = None) -> None:
+        """Hold the writer lock (an exclusive ``flock`` on ``.writer.lock``) from now until close;
+        wait up to ``timeout`` seconds for it (None: :data:`WRITER_WAIT_S`; ``math.inf``: without
+        limit). The first write of a handle that did not call :meth:`lock_for_writing` takes it here."""
         if self._lock_fd is not None:
             return
         lock_path = self.path / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
+        timeout = WRITER_WAIT_S if timeout is None else timeout
+        deadline = None if math.isinf(timeout) else time.monotonic() + timeout
+        told = False
         while True:
+            fd = _open_lock_file(lock_path)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                while not _try_flock(fd, lock_path):
+                    holder = WriterLockHolder(lock_path, _lock_holder_pid(lock_path))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise BankBusyError(
+                            f"{self.path}: bank is being written by another process{holder.described()}; "
+                            "try again when it has finished"
+                        )
+                    if on_wait is not None and not told:
+                        on_wait(holder)
+                        told = True
+                    time.sleep(0.1)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _is_current_lock(fd, lock_path):
                 break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise BankError(f"{lock_path}: cannot lock bank for writing: {e}") from e
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise BankError(
-                        f"{self.path}: another process is writing to this bank; wait for it to finish"
-                    ) from e
-                time.sleep(0.1)
+            os.close(fd)  # the bank was discarded (its lock file deleted) while this process waited
+            if not (self.path / DB_NAME).exists():
+                raise BankNotFoundError(f"{self.path}: the bank was removed while this process waited to write it")
+        _record_lock_holder(fd)
         self._lock_fd = fd
         self._cleanup_temp_files()
 
@@ -425,10 +744,41 @@ class Bank:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
+    def discard_if_empty(self) -> bool:
+        """Close this handle and, when it created the bank and the bank holds nothing (no
+        reference, no hash), delete the bank again; returns whether it did.
+
+        A run that created a bank and then stored nothing (every input unreadable, a bad option
+        found late) must not leave an empty bank behind. An existing bank is never deleted, nor
+        one that another process is writing (its lock is not free)."""
+        with self._lock:
+            if not (self.created and self._claim_if_empty()):
+                self.close()
+                return False
+            self._conn.close()
+            self._closed = True
+            try:
+                _remove_bank_files(self.path, remove_dir=self._created_dir)
+            finally:
+                self._release_writer()
+        return True
+
     def _cleanup_temp_files(self) -> None:
         for f in self.path.glob(".tmp-index.*"):
             with contextlib.suppress(OSError):
                 f.unlink()
+
+    def _claim_if_empty(self) -> bool:
+        """Take the writer lock if it is free and tell whether the bank holds nothing at all."""
+        if self._closed:
+            return False
+        try:
+            self._acquire_writer(timeout=0.0)
+            if self._conn.execute("SELECT 1 FROM refs LIMIT 1").fetchone():
+                return False
+            return not self._conn.execute("SELECT 1 FROM hashes LIMIT 1").fetchone()
+        except (BankError, sqlite3.Error):
+            return False
 
     # ------------------------------------------------------------------ writes
     def add(
@@ -497,7 +847,7 @@ class Bank:
             conn = self._conn
             try:
                 with _txn(conn, immediate=True):
-                    next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
+                    next_fid = self._meta_int("next_fid")
                     conn.execute("DELETE FROM refs WHERE ref_id = ?", (rid,))
                     conn.execute(
                         "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
@@ -524,9 +874,7 @@ class Bank:
                     conn.execute(
                         "UPDATE meta SET value = ? WHERE key='next_fid'", (str(next_fid + len(emb)),)
                     )
-                    conn.execute(
-                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
-                    )
+                    self._bump_generation()
             except sqlite3.Error as e:
                 raise _db_write_error(self.path, rid, e) from e
             self._dirty = True
@@ -564,7 +912,7 @@ class Bank:
                         ).fetchone() is None:
                             conn.execute("INSERT INTO hashes (ref_pk, signal_type, value) VALUES (?,?,?)", (pk, t, v))
                             added += 1
-                    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                    self._bump_generation()
             except sqlite3.Error as e:
                 raise _db_write_error(self.path, f"{len(items)} imported hashes", e) from e
             self._snapshot = None
@@ -577,7 +925,7 @@ class Bank:
         row = conn.execute("SELECT pk FROM refs WHERE ref_id=?", (rid,)).fetchone()
         if row is not None:
             return int(row[0])
-        next_fid = int(conn.execute("SELECT value FROM meta WHERE key='next_fid'").fetchone()[0])
+        next_fid = self._meta_int("next_fid")
         conn.execute(
             "INSERT INTO refs (ref_id, duration, n_frames, sha256, source_name, added_at,"
             " first_fid, timestamps, features, extra) VALUES (?,?,0,'','',?,?,?,?,?)",
@@ -604,7 +952,7 @@ class Bank:
                         " VALUES (?, ?, ?, ?, ?, ?)",
                         [(pk, VPDQ, f.hex, f.quality, f.timestamp, f.frame_number) for f in frames],
                     )
-                    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                    self._bump_generation()
             except sqlite3.Error as e:
                 raise _db_write_error(self.path, f"vPDQ of {rid}", e) from e
             self._snapshot = None
@@ -718,9 +1066,7 @@ class Bank:
                         if cur.rowcount:
                             removed.append(rid)
                     if removed:
-                        self._conn.execute(
-                            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
-                        )
+                        self._bump_generation()
             except sqlite3.Error as e:
                 raise _db_write_error(self.path, ",".join(ref_ids), e) from e
             if removed:
@@ -731,21 +1077,30 @@ class Bank:
     # ------------------------------------------------------------------ reads
     @_reads
     def list(self) -> list[ReferenceInfo]:
-        """Every reference, ordered by id."""
-        rows = self._conn.execute(
-            "SELECT ref_id, duration, n_frames, sha256, added_at, source_name, extra FROM refs ORDER BY ref_id"
-        ).fetchall()
-        return [
-            ReferenceInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows
-        ]
+        """Every reference, ordered by id (each row checked: a damaged one is a BankError)."""
+        rows = self._conn.execute(f"SELECT {_INFO_COLUMNS} FROM refs ORDER BY ref_id").fetchall()
+        return [_ref_info(self.path / DB_NAME, self.spec.dim, r) for r in rows]
 
     @_reads
     def get(self, ref_id: str) -> ReferenceInfo | None:
-        r = self._conn.execute(
-            "SELECT ref_id, duration, n_frames, sha256, added_at, source_name, extra FROM refs WHERE ref_id=?",
-            (ref_id,),
-        ).fetchone()
-        return None if r is None else ReferenceInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"))
+        r = self._conn.execute(f"SELECT {_INFO_COLUMNS} FROM refs WHERE ref_id=?", (ref_id,)).fetchone()
+        return None if r is None else _ref_info(self.path / DB_NAME, self.spec.dim, r)
+
+    @_reads
+    def verify(self) -> None:
+        """Check the whole bank cheaply (no blob is read): the meta counters, and every
+        reference's sizes and frame-id range. A writer calls this before it adds anything, so
+        that a damaged bank is refused (BankError) instead of being written into."""
+        db, dim = self.path / DB_NAME, self.spec.dim
+        with self._lock, _txn(self._conn):
+            self._meta_int("generation")
+            next_fid = self._meta_int("next_fid")
+            rows = self._conn.execute(f"SELECT ref_id, duration, n_frames, first_fid, {_BLOB_SIZES} FROM refs")
+            for rid, duration, n_frames, first_fid, ts_bytes, feat_bytes in rows:
+                _check_ref_row(db, dim, rid, duration, n_frames, ts_bytes, feat_bytes)
+                if not isinstance(first_fid, int) or first_fid < 0 or first_fid + n_frames > next_fid:
+                    raise _damaged(db, f"reference {rid!r:.80} has frame ids from {first_fid!r:.40}, beyond "
+                                       f"the bank's next frame id {next_fid}")
 
     @_reads
     def find_by_sha256(self, sha256: str) -> list[str]:
@@ -756,17 +1111,21 @@ class Bank:
     def reference_embedding(self, ref_id: str) -> VideoEmbedding:
         """The stored embedding of one reference."""
         r = self._conn.execute(
-            "SELECT duration, sha256, timestamps, features FROM refs WHERE ref_id=?", (ref_id,)
+            "SELECT duration, sha256, n_frames, timestamps, features FROM refs WHERE ref_id=?", (ref_id,)
         ).fetchone()
         if r is None:
             raise KeyError(ref_id)
+        db, dim = self.path / DB_NAME, self.spec.dim
+        duration, sha256, n_frames, ts, feats = r
+        sizes = [len(b) if isinstance(b, bytes) else None for b in (ts, feats)]
+        _check_ref_row(db, dim, ref_id, duration, n_frames, *sizes)
         return VideoEmbedding(
             video_id=ref_id,
-            timestamps=np.frombuffer(r[2], dtype="<f8"),
-            features=np.frombuffer(r[3], dtype="<f4").reshape(-1, self.spec.dim),
-            duration=r[0],
+            timestamps=_timestamps(db, ref_id, ts),
+            features=np.frombuffer(feats, dtype="<f4").reshape(n_frames, dim),
+            duration=float(duration),
             model_id=self.model_id,
-            sha256=r[1],
+            sha256=sha256,
         )
 
     @_reads
@@ -776,24 +1135,39 @@ class Bank:
         frames only, ordered by first frame id (as in the FAISS index). For searching with an
         index other than the bank's own (:mod:`vmatch.shards`)."""
         with self._lock, _txn(self._conn):
-            gen = int(self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            rows = self._conn.execute(
-                "SELECT ref_id, first_fid, n_frames, timestamps FROM refs WHERE n_frames > 0 ORDER BY first_fid"
-            ).fetchall()
+            gen = self._meta_int("generation")
+            rows = self._frame_rows()
         return (
             gen,
-            [r[0] for r in rows],
-            np.array([r[1] for r in rows], dtype=np.int64),
-            np.array([r[2] for r in rows], dtype=np.int64),
-            [np.frombuffer(r[3], dtype="<f8").astype(np.float64) for r in rows],
+            [r.ref_id for r in rows],
+            np.array([r.first_fid for r in rows], dtype=np.int64),
+            np.array([r.n_frames for r in rows], dtype=np.int64),
+            [r.timestamps for r in rows],
         )
+
+    def _frame_rows(self) -> list["_FrameRow"]:
+        """The references that have frames, ordered by first frame id (as in the FAISS index),
+        each checked; call inside a read transaction."""
+        db, dim = self.path / DB_NAME, self.spec.dim
+        rows = self._conn.execute(
+            f"SELECT pk, ref_id, first_fid, n_frames, duration, timestamps, {_BLOB_SIZES} FROM refs"
+            " WHERE n_frames > 0 ORDER BY first_fid"
+        ).fetchall()
+        out = []
+        for pk, rid, first_fid, n_frames, duration, ts, ts_bytes, feat_bytes in rows:
+            _check_ref_row(db, dim, rid, duration, n_frames, ts_bytes, feat_bytes)
+            if not isinstance(first_fid, int) or first_fid < 0:
+                raise _damaged(db, f"reference {rid!r:.80} has first frame id {first_fid!r:.40}")
+            out.append(_FrameRow(pk, rid, first_fid, n_frames, float(duration), _timestamps(db, rid, ts)))
+        return out
 
     @_reads
     def info(self) -> dict:
         """Summary of the bank: counts, model, generation, sizes on disk."""
         snap = self.snapshot()
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
-        created = self._conn.execute("SELECT value FROM meta WHERE key='created_at'").fetchone()[0]
+        created = self._conn.execute("SELECT value FROM meta WHERE key='created_at'").fetchone()
+        created = created[0] if created is not None else None
         return {
             "path": str(self.path),
             "format_version": FORMAT_VERSION,
@@ -831,57 +1205,12 @@ class Bank:
             return self._snapshot
 
     def _load_snapshot(self) -> _Snapshot:
-        import faiss
-
-        dim = self.spec.dim
         conn = self._conn
         with _txn(conn):  # one read transaction: one generation
-            gen = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            rows = conn.execute(  # hash-only references (no frames) are not in the FAISS index
-                "SELECT pk, ref_id, first_fid, n_frames, duration, timestamps FROM refs"
-                " WHERE n_frames > 0 ORDER BY first_fid"
-            ).fetchall()
-            ref_ids = [r[1] for r in rows]
-            first = np.array([r[2] for r in rows], dtype=np.int64)
-            nfr = np.array([r[3] for r in rows], dtype=np.int64)
-            dur = np.array([r[4] for r in rows], dtype=np.float64)
-            tss = [np.frombuffer(r[5], dtype="<f8").astype(np.float64) for r in rows]
-            index = None
-            for g, f in reversed(self._index_files()):
-                if g > gen:
-                    continue
-                try:
-                    index = faiss.read_index(str(f))
-                    if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
-                        raise ValueError(f"unexpected index type {type(index).__name__} / dim {index.d}")
-                    break
-                except FileNotFoundError:
-                    continue
-                except Exception as e:  # a damaged cache file: rebuild from the database
-                    log.warning("%s: cannot read (%s); rebuilding the index from the database", f, e)
-                    index = None
-                    break
-            if index is None:
-                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-            present = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
-            expected = (
-                np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in zip(first, nfr)])
-                if len(rows)
-                else np.zeros(0, np.int64)
-            )
-            extra_ids = np.setdiff1d(present, expected, assume_unique=True)
-            if extra_ids.size:
-                index.remove_ids(extra_ids)
-            missing = np.setdiff1d(expected, present, assume_unique=True)
-            if missing.size:
-                miss_refs = np.unique(np.searchsorted(first, missing, side="right") - 1)
-                for i in miss_refs:
-                    pk = rows[i][0]
-                    blob = conn.execute("SELECT features FROM refs WHERE pk=?", (pk,)).fetchone()[0]
-                    feats = np.frombuffer(blob, dtype="<f4").reshape(-1, dim)
-                    ids = np.arange(first[i], first[i] + nfr[i], dtype=np.int64)
-                    sel = np.isin(ids, missing)
-                    index.add_with_ids(np.ascontiguousarray(feats[sel]), ids[sel])
+            gen = self._meta_int("generation")
+            rows = self._frame_rows()  # hash-only references (no frames) are not in the FAISS index
+            index = self._verified_index_file(gen)
+            self._reconcile(index, rows)
             vp = conn.execute(
                 "SELECT r.ref_id, h.value, h.quality, h.timestamp, h.frame_number FROM hashes h"
                 " JOIN refs r ON r.pk = h.ref_pk WHERE h.signal_type = ? ORDER BY r.ref_id, h.rowid",
@@ -892,7 +1221,11 @@ class Bank:
                 " WHERE h.signal_type = ? ORDER BY h.rowid",
                 (PDQ,),
             ).fetchall()
-        snap = _Snapshot(gen, dim, ref_ids, first, nfr, tss, dur, index)
+        snap = _Snapshot(
+            gen, self.spec.dim, [r.ref_id for r in rows],
+            np.array([r.first_fid for r in rows], dtype=np.int64), np.array([r.n_frames for r in rows], dtype=np.int64),
+            [r.timestamps for r in rows], np.array([r.duration for r in rows], dtype=np.float64), index,
+        )
         if self._search_gpu is not None:
             from vmatch.ann import GpuFlatSearcher
 
@@ -905,8 +1238,86 @@ class Bank:
             snap.pdq = ([r for r, _ in pdq_rows], build_binary_index(packed))
         return snap
 
+    def _verified_index_file(self, gen: int):
+        """The FAISS index saved last, read from its file only when the file is exactly the one
+        the database recorded (its SHA-256); else a new empty index, which :meth:`_reconcile`
+        fills from the database. The file is a cache: a damaged or foreign one is never trusted
+        (its vectors would silently lose matches, and the next save would copy them on)."""
+        import faiss
+
+        empty = faiss.IndexIDMap2(faiss.IndexFlatIP(self.spec.dim))
+        record = self._index_record()
+        if record is None or record.generation > gen:
+            return empty
+        f = self.path / f"index.{record.generation}.faiss"
+        try:
+            digest = _sha256_file(f)
+        except FileNotFoundError:  # not saved yet, or replaced by a newer save meanwhile
+            return empty
+        except OSError as e:
+            self._warn_once(f, f"{f}: cannot read ({e.strerror or e}); rebuilding the index from the database")
+            return empty
+        if digest != record.sha256:
+            self._warn_once(f, f"{f} does not match the database; rebuilding it from the database")
+            self._dirty = self._dirty or self._lock_fd is not None  # a writer saves a correct one
+            return empty
+        try:
+            index = faiss.read_index(str(f))
+            if index.d != self.spec.dim or not isinstance(index, faiss.IndexIDMap2):
+                raise ValueError(f"unexpected index type {type(index).__name__} / dim {index.d}")
+        except Exception as e:  # noqa: BLE001 - the file matched its record, yet FAISS refuses it
+            self._warn_once(f, f"{f}: cannot read ({e}); rebuilding the index from the database")
+            return empty
+        return index
+
+    def _reconcile(self, index, rows: list[_FrameRow]) -> None:
+        """Bring ``index`` to the frames of ``rows``: remove the frames of references deleted
+        since it was saved, add those of references added since (read from the database)."""
+        import faiss
+
+        dim = self.spec.dim
+        first = np.array([r.first_fid for r in rows], dtype=np.int64)
+        present = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
+        expected = (
+            np.concatenate([np.arange(r.first_fid, r.first_fid + r.n_frames, dtype=np.int64) for r in rows])
+            if rows
+            else np.zeros(0, np.int64)
+        )
+        extra_ids = np.setdiff1d(present, expected, assume_unique=True)
+        if extra_ids.size:
+            index.remove_ids(extra_ids)
+        missing = np.setdiff1d(expected, present, assume_unique=True)
+        for i in np.unique(np.searchsorted(first, missing, side="right") - 1) if missing.size else ():
+            row = rows[i]
+            blob = self._conn.execute("SELECT features FROM refs WHERE pk=?", (row.pk,)).fetchone()[0]
+            feats = np.frombuffer(blob, dtype="<f4").reshape(row.n_frames, dim)
+            ids = np.arange(row.first_fid, row.first_fid + row.n_frames, dtype=np.int64)
+            sel = np.isin(ids, missing)
+            index.add_with_ids(np.ascontiguousarray(feats[sel]), ids[sel])
+
+    def _index_record(self) -> "_IndexRecord | None":
+        """The generation and SHA-256 of the FAISS file saved last, as the database recorded them."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (INDEX_RECORD_KEY,)).fetchone()
+        if row is None:
+            return None  # a bank saved by an older vmatch: its file is rebuilt once, then recorded
+        try:
+            d = json.loads(row[0])
+            return _IndexRecord(int(d["generation"]), str(d["sha256"]))
+        except (TypeError, ValueError, KeyError) as e:
+            self._warn_once(INDEX_RECORD_KEY, f"{self.path / DB_NAME}: unreadable record of the FAISS file ({e}); "
+                                              "rebuilding the index from the database")
+            return None
+
+    def _warn_once(self, key, message: str) -> None:
+        """Log ``message`` as a warning the first time this handle meets ``key``."""
+        if str(key) not in self._warned:
+            self._warned.add(str(key))
+            log.warning("%s", message)
+
     def save_index(self) -> Path | None:
-        """Write the FAISS index of the current generation atomically (temp file, fsync, rename).
+        """Write the FAISS index of the current generation atomically (temp file, fsync, rename),
+        and record its SHA-256 with its generation in the database, so that a reader can tell
+        the file is exactly what this writer saved.
 
         Only the writer saves. Older index files are deleted afterwards.
         """
@@ -921,9 +1332,13 @@ class Bank:
                 faiss.write_index(snap.index, str(tmp))
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
+                record = json.dumps({"generation": snap.generation, "sha256": _sha256_file(tmp)})
+                with _txn(self._conn, immediate=True):
+                    self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                       (INDEX_RECORD_KEY, record))
                 os.replace(tmp, target)
                 _fsync_dir(self.path)
-            except (OSError, RuntimeError) as e:
+            except (OSError, RuntimeError, sqlite3.Error) as e:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 # The database stays the truth; readers rebuild from it. Not fatal.
@@ -1025,6 +1440,70 @@ def _use_blas_for_small_batches() -> None:
 
     if faiss.cvar.distance_compute_blas_threshold > 20:
         faiss.cvar.distance_compute_blas_threshold = 20
+
+
+def _open_lock_file(lock_path: Path) -> int:
+    try:
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise BankError(f"{lock_path}: cannot open the bank's lock file: {e.strerror or e}") from e
+
+
+def _try_flock(fd: int, lock_path: Path) -> bool:
+    """Take the exclusive lock on ``fd`` if it is free; False if another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise BankError(f"{lock_path}: cannot lock bank for writing: {e.strerror or e}") from e
+
+
+def _is_current_lock(fd: int, lock_path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``lock_path`` (not one deleted with its bank)."""
+    try:
+        return os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
+
+
+def _record_lock_holder(fd: int) -> None:
+    """Write this process's id into the lock file it holds, for the message of a waiting writer."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _lock_holder_pid(lock_path: Path) -> int | None:
+    try:
+        text = lock_path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _remove_bank_files(path: Path, *, remove_dir: bool) -> None:
+    """Delete what a bank holds in ``path`` (never anything else), the lock file last; then the
+    directory itself if ``remove_dir`` and it is empty."""
+    for f in path.iterdir():
+        if _is_bank_file(f.name):
+            with contextlib.suppress(OSError):
+                f.unlink()
+    with contextlib.suppress(OSError):
+        (path / LOCK_NAME).unlink()
+    if remove_dir:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    _fsync_dir(path.parent)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -142,6 +142,8 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run on a Ray cluster: decode on CPU tasks, embed on actors (GPU when the cluster has GPUs). ADDRESS: HOST:PORT or ray://HOST:PORT of an existing cluster, 'auto' (an existing cluster), 'local' (a new local one); without ADDRESS: $RAY_ADDRESS or the cluster `ray start` started on this machine, else a new local one. Needs `pip install 'vmatch[ray]'`")
     pi.add_argument("--ray-actors", type=int, default=None, metavar="N",
                     help="with --ray: embedding actors (default: one per GPU, else one per 2 CPUs)")
+    pi.add_argument("--no-wait", action="store_true",
+                    help="when another process is writing the bank, stop at once (exit 2) instead of waiting for it")
 
     pm = sub.add_parser("match", parents=[common, embed_opts], help="match query videos against a bank")
     pm.add_argument("paths", nargs="+", metavar="PATH")
@@ -360,63 +362,27 @@ def _apply_fast_mode(args) -> None:
 
 
 def cmd_index(args) -> int:
-    from vmatch.decode import find_videos, probe
-    from vmatch.pipeline import index_videos
+    from vmatch.bank import validate_ref_id
+    from vmatch.decode import find_videos
 
     files, problems = find_videos(args.paths)
     for path, reason in problems:
         _err(f"{path}: {reason}")
-    if args.ref_id is not None and (len(files) != 1 or len(args.paths) != 1):
-        _err("--id can only be used with exactly one video file")
-        return EXIT_USAGE
+    if args.ref_id is not None:
+        validate_ref_id(args.ref_id)  # a usage error (exit 2), found before any bank is made
+        if len(files) != 1 or len(args.paths) != 1:
+            _err("--id can only be used with exactly one video file")
+            return EXIT_USAGE
     if not files:
         _err("no video files to index")
         return EXIT_PARTIAL
     _apply_fast_mode(args)
-    if args.precision != "auto":  # a precision this machine cannot run must not leave a new, empty bank behind
-        from vmatch.embed import resolve_device, resolve_precision
-
-        resolve_precision(args.precision, resolve_device(args.device))
+    _check_index_options(args)
     bank = _open_bank(args, create=True, model=args.model)
     try:
-        if args.shard is not None:
-            if not hasattr(bank, "n_shards"):
-                raise UsageError(f"--shard: {args.bank} is not a sharded bank (create one with --shards N)")
-            if not 0 <= args.shard < bank.n_shards:
-                raise UsageError(f"--shard must be within 0..{bank.n_shards - 1}, got {args.shard}")
-            from vmatch.shards import shard_of
-
-            files = [f for f in files if shard_of(args.ref_id or f.stem, bank.n_shards) == args.shard]
-        if args.ray is None:
-            _prepare_embedder(bank, args)
-        total = 0.0
-        for f in files:  # cheap header reads, for the progress bar only
-            try:
-                total += probe(f).duration
-            except VmatchError:
-                pass
-        bar = _Progress(total, "indexing")
-        on_error = lambda p, m: bar.write(f"vmatch: error: {m}")  # noqa: E731
-        if args.ray is None:
-            summary = index_videos(
-                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq,
-                workers=args.workers, skip_nonref=args.skip_nonref, cnn_threads=args.threads,
-                keyframe_gop=args.keyframes, skip_loop_filter=args.skip_loop_filter,
-            )
-        else:
-            if args.workers is not None or args.skip_nonref or args.keyframes or args.skip_loop_filter:
-                raise UsageError("--workers, --skip-nonref, --skip-loop-filter, --keyframes and --fast are for a local "
-                                 "run; with --ray the cluster's "
-                                 "tasks decode (use --ray-actors for the embedding actors)")
-            with _ray_engine(bank, args) as engine:
-                summary = engine.index(
-                    bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq
-                )
-            if summary.skipped:
-                bar.write(f"skipped {len(summary.skipped)} file(s) whose content is already in the bank")
-        bar.close()
+        summary = _index_into(bank, files, args)
     finally:
-        bank.close()
+        bank.discard_if_empty()  # a bank this run created and stored nothing in is removed again
     rate = summary.realtime_factor
     print(
         f"indexed {summary.videos} video(s): {summary.frames} frames, {summary.seconds:.1f} s of video "
@@ -428,6 +394,85 @@ def cmd_index(args) -> int:
         _err(f"interrupted: the bank holds every video completed before the interruption ({summary.videos})")
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if (summary.failed or problems) else EXIT_OK
+
+
+def _check_index_options(args) -> None:
+    """The checks of ``index`` that need no bank, made before one is created (UsageError)."""
+    from vmatch.shards import is_sharded
+
+    if args.precision != "auto":  # a precision this machine cannot run
+        from vmatch.embed import resolve_device, resolve_precision
+
+        resolve_precision(args.precision, resolve_device(args.device))
+    if args.ray is not None and (args.workers is not None or args.skip_nonref or args.keyframes
+                                 or args.skip_loop_filter):
+        raise UsageError("--workers, --skip-nonref, --skip-loop-filter, --keyframes and --fast are for a local "
+                         "run; with --ray the cluster's tasks decode (use --ray-actors for the embedding actors)")
+    if args.shard is not None and args.shards is None and not is_sharded(args.bank):
+        raise UsageError(f"--shard: {args.bank} is not a sharded bank (create one with --shards N)")
+    if args.shard is not None and args.shards is not None and not 0 <= args.shard < args.shards:
+        raise UsageError(f"--shard must be within 0..{args.shards - 1}, got {args.shard}")
+
+
+def _lock_for_index(bank, args) -> list[int] | None:
+    """Take the writer lock of the bank (or of shard ``--shard``) for the whole run, before any
+    decoding: wait for another writer as long as it takes, saying so once on stderr, or refuse
+    at once with ``--no-wait`` (exit 2). Returns the shards written (None: the whole bank)."""
+
+    def tell(holder) -> None:
+        print(f"vmatch: waiting for {holder.lock_path}: another process{holder.described()} is writing this "
+              "bank; Ctrl-C to stop", file=sys.stderr, flush=True)
+
+    shards = None
+    if args.shard is not None:
+        if not hasattr(bank, "n_shards"):
+            raise UsageError(f"--shard: {args.bank} is not a sharded bank (create one with --shards N)")
+        if not 0 <= args.shard < bank.n_shards:
+            raise UsageError(f"--shard must be within 0..{bank.n_shards - 1}, got {args.shard}")
+        shards = [args.shard]
+        bank.lock_for_writing(wait=not args.no_wait, on_wait=tell, shards=shards)
+    else:
+        bank.lock_for_writing(wait=not args.no_wait, on_wait=tell)
+    bank.verify()  # a damaged bank is refused before anything is written into it
+    return shards
+
+
+def _index_into(bank, files: list, args):
+    """Index ``files`` into the open ``bank`` as the options say; returns the IndexSummary."""
+    from vmatch.decode import probe
+    from vmatch.pipeline import index_videos
+
+    shards = _lock_for_index(bank, args)
+    if shards is not None:
+        from vmatch.shards import shard_of
+
+        files = [f for f in files if shard_of(args.ref_id or f.stem, bank.n_shards) in shards]
+    if args.ray is None:
+        _prepare_embedder(bank, args)
+    total = 0.0
+    for f in files:  # cheap header reads, for the progress bar only
+        try:
+            total += probe(f).duration
+        except VmatchError:
+            pass
+    bar = _Progress(total, "indexing")
+    on_error = lambda p, m: bar.write(f"vmatch: error: {m}")  # noqa: E731
+    try:
+        if args.ray is None:
+            return index_videos(
+                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq,
+                workers=args.workers, skip_nonref=args.skip_nonref, cnn_threads=args.threads,
+                keyframe_gop=args.keyframes, skip_loop_filter=args.skip_loop_filter,
+            )
+        with _ray_engine(bank, args) as engine:
+            summary = engine.index(
+                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq
+            )
+        if summary.skipped:
+            bar.write(f"skipped {len(summary.skipped)} file(s) whose content is already in the bank")
+        return summary
+    finally:
+        bar.close()
 
 
 def _format_time(t: float) -> str:

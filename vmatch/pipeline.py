@@ -583,9 +583,13 @@ def index_videos(
     from vmatch.decode import check_keyframe_gop
     from vmatch.parallel import default_workers, index_files
 
+    from vmatch.bank import validate_ref_id
+
     paths = [Path(p) for p in paths]
     if ref_id is not None and len(paths) != 1:
         raise UsageError("--id can only be used with exactly one video file")
+    if ref_id is not None:  # a bad id is the caller's error, not a failure of the file
+        validate_ref_id(ref_id)
     fps = _check_fps(fps)
     keyframe_gop = check_keyframe_gop(keyframe_gop)
     if isinstance(workers, bool) or not (workers is None or isinstance(workers, int)) or (workers or 0) < 0:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ FORMAT = "vmatch-shards"
 VERSION = 1
 ANN_INDEX = "ann.faiss"
 ANN_META = "ann.json"
+_SHARD_DIR_RE = re.compile(r"^shard-\d{3,}$")
 
 
 def is_sharded(path: str | os.PathLike) -> bool:
@@ -150,6 +152,9 @@ class ShardedBank:
         self._device = device
         self._embedder = None
         self._views: dict[int, object] = {}
+        #: Whether this handle created the sharded bank (so :meth:`discard_if_empty` may delete it).
+        self.created = False
+        self._created_dir = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -172,6 +177,7 @@ class ShardedBank:
         from vmatch.models import get_model_spec
 
         p = Path(path)
+        created = created_dir = False
         if not is_sharded(p):
             if not create or n_shards is None:
                 raise BankNotFoundError(
@@ -182,15 +188,9 @@ class ShardedBank:
                 raise UsageError(f"number of shards must be within 1..4096, got {n_shards}")
             if (p / "bank.sqlite").exists():
                 raise BankError(f"{p}: holds an unsharded bank; split it with `vmatch shard split`")
-            spec = get_model_spec(model) if isinstance(model, str) or model is None else model
-            p.mkdir(parents=True, exist_ok=True)
-            for i in range(n_shards):
-                Bank.open(shard_dir(p, i), create=True, model=spec, device=device).close()
-            manifest = {"format": FORMAT, "version": VERSION, "shards": n_shards, "model_id": spec.model_id,
-                        "assign": "sha1(ref_id)[:8] big-endian mod shards"}
-            tmp = p / f".{MANIFEST}.tmp"
-            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            os.replace(tmp, p / MANIFEST)
+            spec = get_model_spec(model) if isinstance(model, str) else (model or get_model_spec())
+            created_dir = _create_sharded(p, n_shards, spec, device=device)
+            created = True
         try:
             manifest = json.loads((p / MANIFEST).read_text())
             n = int(manifest["shards"])
@@ -213,7 +213,9 @@ class ShardedBank:
             for b in shards:
                 b.close()
             raise
-        return cls(p, shards, manifest, device=device)
+        bank = cls(p, shards, manifest, device=device)
+        bank.created, bank._created_dir = created, created_dir
+        return bank
 
     @property
     def n_shards(self) -> int:
@@ -252,6 +254,35 @@ class ShardedBank:
         for b in self.shards:
             if b._dirty:
                 b.save_index()
+
+    # ------------------------------------------------------------------ writer locks, checks
+    def lock_for_writing(self, *, wait: bool = True, on_wait=None, shards: list[int] | None = None) -> None:
+        """As :meth:`Bank.lock_for_writing`, for the given shards (default: all), in shard order
+        (so two writers never hold one lock each while waiting for the other's)."""
+        for i in sorted(range(self.n_shards) if shards is None else shards):
+            self.shards[i].lock_for_writing(wait=wait, on_wait=on_wait)
+
+    def verify(self) -> None:
+        """As :meth:`Bank.verify`, for every shard."""
+        for b in self.shards:
+            b.verify()
+
+    def discard_if_empty(self) -> bool:
+        """As :meth:`Bank.discard_if_empty`: close, and delete the sharded bank when this handle
+        created it and no shard holds anything (all or nothing: a shard is never deleted alone)."""
+        if not (self.created and all(b._claim_if_empty() for b in self.shards)):
+            self.close()
+            return False
+        for b in self.shards:
+            b.created = b._created_dir = True  # made by this handle's open, with their directories
+            b.discard_if_empty()
+        with contextlib.suppress(OSError):
+            (self.path / MANIFEST).unlink()
+        if self._created_dir:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+        self._views.clear()
+        return True
 
     # ------------------------------------------------------------------ embedder
     def embedder(self):
@@ -535,6 +566,28 @@ class ShardedBank:
             self._views.pop(i, None)
             out.append({"shard": i, **meta})
         return out
+
+
+def _create_sharded(p: Path, n_shards: int, spec, *, device: str) -> bool:
+    """Create the shards and then the manifest of a new sharded bank at ``p`` (a new or empty
+    directory); returns whether the directory was made here."""
+    from vmatch.bank import _bank_owned, _prepare_new_bank_dir
+
+    def allowed(entry: Path) -> bool:  # shards left by a creation that was interrupted are reused
+        return _SHARD_DIR_RE.match(entry.name) is not None or _bank_owned(entry)
+
+    created_dir = _prepare_new_bank_dir(p, allowed)
+    for i in range(n_shards):
+        Bank.open(shard_dir(p, i), create=True, model=spec, device=device).close()
+    manifest = {"format": FORMAT, "version": VERSION, "shards": n_shards, "model_id": spec.model_id,
+                "assign": "sha1(ref_id)[:8] big-endian mod shards"}
+    tmp = p / f".{MANIFEST}.tmp"
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(tmp, p / MANIFEST)
+    except OSError as e:
+        raise BankError(f"{p / MANIFEST}: cannot write the shard manifest: {e.strerror or e}") from e
+    return created_dir
 
 
 def split_bank(source: Bank, dest: str | os.PathLike, n_shards: int) -> ShardedBank:
