@@ -13,7 +13,7 @@ from vmatch.bank import Bank
 from vmatch.cli import main
 from vmatch.embed import FakeEmbedder, make_embedder
 from vmatch.pipeline import MatchParams, embed_video
-from vmatch.shards import ShardedBank, is_sharded, shard_of, split_bank
+from vmatch.shards import ShardedBank, _AnnView, is_sharded, shard_of, split_bank
 from vmatch.types import VideoEmbedding
 
 
@@ -148,6 +148,30 @@ def test_compressed_shard_index_recall_and_same_report(tmp_path):
         sh.remove(["r001"])
         kinds = [v.kind for v in sh.snapshot().views]
         assert sorted(kinds) == ["flat", "ivfpq"]
+    finally:
+        sh.close()
+
+
+def test_damaged_compressed_index_is_not_searched(tmp_path, caplog):
+    """ann.json records the SHA-256 of ann.faiss: a damaged file is refused with a warning and
+    the shard is searched exactly (the same report as before it was built)."""
+    sh, vecs, spec = _synthetic_bank(tmp_path / "s", n_refs=20, frames=30)
+    try:
+        query = VideoEmbedding("q", np.arange(20, dtype=float), vecs["r007"][5:25], 20.0, spec.model_id)
+        params = MatchParams(threshold=0.1)
+        exact = sh.match(query, params=params).to_dict()
+        sh.build_ann("flat")
+        assert all(isinstance(v, _AnnView) for v in sh.snapshot().views)
+        i = sh.shards.index(sh.shard_for("r007"))
+        ann = tmp_path / "s" / f"shard-{i:03d}" / "ann.faiss"
+        data = bytearray(ann.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 2000] = bytes(2000)  # zeroed vectors
+        ann.write_bytes(bytes(data))
+        sh._views.clear()
+        caplog.clear()
+        assert sh.match(query, params=params).to_dict() == exact
+        assert not isinstance(sh.snapshot().views[i], _AnnView)
+        assert [r.getMessage() for r in caplog.records if "does not match ann.json" in r.getMessage()]
     finally:
         sh.close()
 

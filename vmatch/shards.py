@@ -417,11 +417,16 @@ class ShardedBank:
         import faiss
 
         from vmatch.ann import set_nprobe
+        from vmatch.bank import _sha256_file
 
         try:
+            # A compressed index built by an older vmatch has no checksum: it is used as before.
+            if "sha256" in meta and _sha256_file(d / ANN_INDEX) != meta["sha256"]:
+                raise ValueError(f"it does not match {ANN_META}")
             index = faiss.read_index(str(d / ANN_INDEX))
         except Exception as e:  # noqa: BLE001 - a damaged cache: exact search instead
-            log.warning("%s: cannot read (%s); searching shard %d exactly", d / ANN_INDEX, e, i)
+            log.warning("%s: cannot read (%s); searching shard %d exactly until `vmatch shard ann` rebuilds it",
+                        d / ANN_INDEX, e, i)
             return None
         set_nprobe(index, int(meta.get("nprobe", 0)))
         return _AnnView(self.shards[i], index, meta.get("kind", "ann"), table=table)
@@ -482,6 +487,7 @@ class ShardedBank:
         import faiss
 
         from vmatch.ann import choose_index, index_bytes, new_index, set_nprobe, train_index
+        from vmatch.bank import _sha256_file
 
         out = []
         rng = np.random.default_rng(seed)
@@ -560,6 +566,7 @@ class ShardedBank:
                 meta["note"] = note
             tmp = d / f".{ANN_INDEX}.tmp"
             faiss.write_index(index, str(tmp))
+            meta["sha256"] = _sha256_file(tmp)  # checked on load: a damaged file is never searched
             os.replace(tmp, d / ANN_INDEX)
             (d / f".{ANN_META}.tmp").write_text(json.dumps(meta, indent=1, sort_keys=True))
             os.replace(d / f".{ANN_META}.tmp", d / ANN_META)
