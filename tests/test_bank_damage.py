@@ -329,3 +329,34 @@ def test_ctrl_c_while_waiting_exits_130(capsys, tmp_path, clips):
     assert "interrupted" in rest and "Traceback" not in rest
     with Bank.open(bank) as b:
         assert b.list() == []
+
+
+def test_a_writer_waiting_on_a_bank_that_is_discarded_stops(tmp_path):
+    """A run that created a bank and stored nothing removes it; a writer that waited for its
+    lock meanwhile is told the bank is gone instead of writing into a deleted file."""
+    from vmatch.errors import BankNotFoundError
+
+    creator = Bank.open(tmp_path / "b", create=True, model=FAKE)
+    assert creator.created
+    creator.lock_for_writing()
+    waiter = Bank.open(tmp_path / "b")
+    assert not waiter.created
+    outcome: list[BaseException] = []
+
+    def wait_for_lock() -> None:
+        try:
+            waiter.lock_for_writing(on_wait=lambda holder: outcome.append(None))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            outcome.append(e)
+
+    t = threading.Thread(target=wait_for_lock)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert creator.discard_if_empty()
+    t.join(10)
+    waiter.close()
+    assert not (tmp_path / "b").exists()
+    assert outcome[0] is None and isinstance(outcome[1], BankNotFoundError), outcome
+    assert "removed while this process waited" in str(outcome[1])

@@ -515,6 +515,7 @@ class Bank:
         #: Whether this handle created the bank (so :meth:`discard_if_empty` may delete it again).
         self.created = False
         self._created_dir = False
+        self._db_inode: int | None = None  # of the bank.sqlite this handle opened
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -578,6 +579,7 @@ class Bank:
             raise _corrupted(db, e) from e
         try:
             bank = cls._from_connection(p, conn, model, device=device, search_gpu=search_gpu)
+            bank._db_inode = _inode(db)
         except BaseException:
             conn.close()
             raise
@@ -727,14 +729,22 @@ class Bank:
             except BaseException:
                 os.close(fd)
                 raise
-            if _is_current_lock(fd, lock_path):
+            if _is_current_lock(fd, lock_path) and self._db_is_current():
                 break
             os.close(fd)  # the bank was discarded (its lock file deleted) while this process waited
-            if not (self.path / DB_NAME).exists():
+            if not self._db_is_current():
                 raise BankNotFoundError(f"{self.path}: the bank was removed while this process waited to write it")
         _record_lock_holder(fd)
         self._lock_fd = fd
         self._cleanup_temp_files()
+
+    def _db_is_current(self) -> bool:
+        """Whether ``bank.sqlite`` is still the file this handle opened (not deleted, or replaced,
+        by a run that discarded the bank meanwhile: writes to it would be lost)."""
+        try:
+            return self._db_inode is None or os.stat(self.path / DB_NAME).st_ino == self._db_inode
+        except OSError:
+            return False
 
     def _release_writer(self) -> None:
         if self._lock_fd is not None:
@@ -1496,6 +1506,13 @@ def _remove_bank_files(path: Path, *, remove_dir: bool) -> None:
         with contextlib.suppress(OSError):
             path.rmdir()
     _fsync_dir(path.parent)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 def _sha256_file(path: Path) -> str:
