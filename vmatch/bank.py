@@ -7,20 +7,33 @@ Layout of a bank directory::
     DIR/bank.sqlite        metadata, and the source of truth: one row per reference with its
                            id, duration, content hash, time added, frame timestamps and features
     DIR/index.<G>.faiss    FAISS index (IndexIDMap2 over inner product) of every reference frame,
-                           as of generation G of the database (a cache: rebuilt if missing/stale)
-    DIR/.writer.lock       held by the one process that writes
+                           as of generation G of the database (a cache: rebuilt if missing, stale
+                           or not the file whose SHA-256 the database recorded when it was saved)
+    DIR/.writer.lock       held by the one process that writes (it holds that process's id)
+
+Creation. A bank is created only in a new directory or one holding nothing but a bank's files,
+hidden files and a README. Its database is built under a temporary name and hard-linked into
+place, so ``bank.sqlite`` never exists half-made: one without vmatch's tables (0 bytes, another
+program's database) is refused and never written to. A handle that created a bank and stored
+nothing in it can remove it again (:meth:`Bank.discard_if_empty`).
 
 Atomicity. Each reference is added (or replaced, or removed) in one SQLite transaction (WAL
 journal, ``synchronous=FULL``), which also bumps the bank's *generation*. A process killed at any
 instant leaves the database at the last committed reference. The FAISS file is written to a
-temporary name, fsynced and renamed, and named by the generation it reflects; a reader that finds
-it older than the database brings its in-memory copy up to date from the database (adding the
-missing frames, removing the deleted ones) without writing anything. So an interrupted ``index``
-leaves the bank as it was after the last complete file, never half-written, always loadable.
+temporary name, fsynced, recorded (generation and SHA-256) in the database and renamed; a reader
+uses it only if it is that file, and brings its in-memory copy up to date from the database
+(adding the missing frames, removing the deleted ones) without writing anything. So an
+interrupted ``index`` leaves the bank as it was after the last complete file, never half-written,
+always loadable.
+
+Damage. Values vmatch never writes (a generation that is not a number, a blob whose size does
+not match the reference's frame count) are found where rows are read, from the stored sizes
+(no blob is read for it), and reported as one :class:`BankError` naming the file and the reference.
 
 Concurrency. One writer at a time (an exclusive ``flock`` on ``.writer.lock``); any number of
 readers, each of which sees one consistent generation (a single read transaction), never half of
-a change.
+a change. A long write (``vmatch index``) takes the lock once at its start
+(:meth:`Bank.lock_for_writing`) and waits for it as long as it takes, or refuses at once.
 
 Privacy. Only embeddings and metadata are stored: never frames, never media.
 
