@@ -170,13 +170,17 @@ def test_damaged_faiss_file_is_rebuilt_from_the_database(capsys, caplog, tmp_pat
 
 
 # ---------------------------------------------------------------------- 3. foreign bank.sqlite
-def _foreign_sqlite(path: Path) -> None:
+def _foreign_sqlite(path: Path, *, with_meta: bool) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (body TEXT)")
         conn.execute("INSERT INTO notes VALUES ('my own data')")
+        if with_meta:  # a table of the same name as vmatch's, holding something else
+            conn.execute("CREATE TABLE meta (name TEXT, version INTEGER)")
+            conn.execute("INSERT INTO meta VALUES ('notes', 3)")
+    assert not Path(f"{path}-wal").exists()
 
 
-@pytest.mark.parametrize("kind", ["empty_file", "other_database"])
+@pytest.mark.parametrize("kind", ["empty_file", "other_database", "other_database_with_meta"])
 def test_index_refuses_a_foreign_bank_sqlite_and_leaves_it_untouched(capsys, tmp_path, clips, kind):
     bank = tmp_path / "bank"
     bank.mkdir()
@@ -184,7 +188,7 @@ def test_index_refuses_a_foreign_bank_sqlite_and_leaves_it_untouched(capsys, tmp
     if kind == "empty_file":
         db.touch()
     else:
-        _foreign_sqlite(db)
+        _foreign_sqlite(db, with_meta=kind.endswith("meta"))
     before = db.read_bytes()
     for command in (["index", clips["ref_x"]], ["info"], ["match", clips["query"]]):
         code, out, err = cli(capsys, command[0], "--bank", bank, *command[1:])

@@ -229,6 +229,19 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     ).fetchone()[0] > 0
 
 
+def _is_vmatch_database(conn: sqlite3.Connection) -> bool:
+    """Whether the database was made by vmatch: a ``meta`` table of key/value rows that names a
+    model. Checked by reading only, before anything is written (another program's database may
+    well have a table called ``meta``)."""
+    if not _has_table(conn, "meta"):
+        return False
+    try:
+        row = conn.execute("SELECT count(*) FROM meta WHERE key IN ('format_version', 'model_spec')").fetchone()
+    except sqlite3.OperationalError:  # no such column: not vmatch's meta table
+        return False
+    return row[0] > 0
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a bank made by an older vmatch up to the current schema (tables and columns added
     since; existing rows are never rewritten)."""
@@ -610,7 +623,7 @@ class Bank:
 
         db = p / DB_NAME
         try:
-            if not _has_table(conn, "meta"):
+            if not _is_vmatch_database(conn):
                 raise _foreign(db)
             _set_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
@@ -1270,6 +1283,10 @@ class Bank:
 
         empty = faiss.IndexIDMap2(faiss.IndexFlatIP(self.spec.dim))
         record = self._index_record()
+        if record is None and self._index_files() and "legacy" not in self._warned:
+            self._warned.add("legacy")  # saved by a vmatch that recorded no checksum: rebuilt until the next save
+            log.info("%s: the FAISS file has no recorded checksum; the index is rebuilt from the database "
+                     "(the next write records one)", self.path)
         if record is None or record.generation > gen:
             return empty
         f = self.path / f"index.{record.generation}.faiss"
