@@ -31,6 +31,7 @@ from vmatch.service.config import ServiceConfig
 from vmatch.service.errors import ServiceError
 from vmatch.service.jobs import JobQueue, QueueFull
 from vmatch.service.keys import ApiKey, KeyStore
+from vmatch.service.logs import redact_logs
 from vmatch.service.metrics import Metrics
 from vmatch.service.uploads import MEDIA_TYPES, TEXT_TYPES, Upload, receive_upload
 
@@ -155,24 +156,24 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        import av.logging
-
-        # FFmpeg's error messages are captured per thread (engine.check_video) to name bad frame sizes.
-        av.logging.set_level(av.logging.ERROR)
-        state.clean_uploads()
-        await anyio.to_thread.run_sync(state.banks.load_all)
-        loader = None
-        if config.preload_model:
-            loader = asyncio.get_running_loop().run_in_executor(None, state.load_model)
-        try:
-            yield
-        finally:
-            if loader is not None:
-                with contextlib.suppress(Exception):
-                    await loader
-            await anyio.to_thread.run_sync(state.jobs.shutdown)
-            await anyio.to_thread.run_sync(state.banks.close_all)
+        # PyAV's log callback is never installed here (no av.logging.set_level, no Capture): with
+        # it, an FFmpeg decoder thread waits for the GIL while the job thread holding the GIL
+        # waits for that decoder thread, and the whole process hangs (issue 17).
+        with redact_logs():  # uvicorn has configured its loggers by now
             state.clean_uploads()
+            await anyio.to_thread.run_sync(state.banks.load_all)
+            loader = None
+            if config.preload_model:
+                loader = asyncio.get_running_loop().run_in_executor(None, state.load_model)
+            try:
+                yield
+            finally:
+                if loader is not None:
+                    with contextlib.suppress(Exception):
+                        await loader
+                await anyio.to_thread.run_sync(state.jobs.shutdown)
+                await anyio.to_thread.run_sync(state.banks.close_all)
+                state.clean_uploads()
 
     app = FastAPI(
         title="vmatch matching service",
@@ -194,6 +195,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, e: RequestValidationError):
+        # FastAPI decodes a JSON body before it runs the route's dependencies, so a malformed body
+        # would be answered 422 to a caller without a key: authenticate first (401/403 win).
+        try:
+            await authenticate_route(request)
+        except ServiceError as auth_error:
+            return JSONResponse(auth_error.to_dict(), status_code=auth_error.status, headers=auth_error.headers)
         parts = []
         for err in e.errors()[:5]:
             loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
@@ -230,6 +237,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return check
 
     any_key, match_key, curate_key, admin_key = require(None), require("match"), require("curate"), require("admin")
+    key_checks = (any_key, match_key, curate_key, admin_key)
+
+    async def authenticate_route(request: Request) -> None:
+        """Run the key check the matched route declares (ServiceError 401/403), if it has one."""
+        dependant = getattr(request.scope.get("route"), "dependant", None)
+        for dep in getattr(dependant, "dependencies", ()):
+            if dep.call in key_checks:
+                await dep.call(await bearer(request))
 
     # -------------------------------------------------------------------------- helpers
     async def upload_video(request: Request) -> Upload:
@@ -238,10 +253,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         state.metrics.upload_bytes.inc(by=up.size)
         return up
 
-    async def upload_text(request: Request) -> tuple[Upload, bytes]:
+    async def upload_text(request: Request, limit: int | None = None) -> tuple[Upload, bytes]:
         """A small text upload (hash list, vPDQ file, .vmsig), read and deleted at once; the
         :class:`Upload` is returned for its names only."""
-        up = await receive_upload(request, limit=config.max_upload_bytes, upload_dir=config.upload_dir,
+        up = await receive_upload(request, limit=limit or config.max_upload_bytes, upload_dir=config.upload_dir,
                                   allowed=TEXT_TYPES)
         try:
             return up, up.path.read_bytes()
@@ -344,12 +359,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
         def run():
             from vmatch.errors import UsageError
 
-            if body.model is not None:
-                try:
-                    engine.resolve_model(body.model)
-                except UsageError as e:
-                    raise ServiceError(400, "unknown_model", str(e)) from None
-            return bank_info(state.banks.create(body.name, body.model or config.default_model))
+            model = body.model or config.default_model
+            # The test model only where the operator chose it (default model, or allow_test_models).
+            allowed = config.allow_test_models or model == config.default_model
+            try:
+                spec = engine.resolve_model(model, allow_test=allowed)
+            except UsageError as e:
+                raise ServiceError(400, "unknown_model", str(e)) from None
+            return bank_info(state.banks.create(body.name, spec))
 
         return await anyio.to_thread.run_sync(run)
 
@@ -427,6 +444,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return validate_ref_id(rid)
         except UsageError as e:
             raise ServiceError(400, "invalid_id", str(e)) from None
+
+    def ScoreQ(description: str):  # noqa: N802 - a FastAPI parameter declaration
+        """A score parameter: a finite number in [-1, 1] (NaN and 1e400, i.e. infinity, are 422)."""
+        return Query(None, ge=-1.0, le=1.0, allow_inf_nan=False, description=description)
 
     ModeQ = Query("auto", description="auto: answer in the request for videos up to --sync-max-duration seconds, "
                   "else 202 + job id; sync: always wait; async: always 202 + job id.")
@@ -533,10 +554,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         request: Request,
         bank: str = BankName,
         mode: schemas.Mode = ModeQ,
-        min_score: Optional[float] = Query(None, ge=-1.0, le=1.0,
-                                           description="List matches scoring at least this (default: the threshold)."),
-        threshold: Optional[float] = Query(None, ge=-1.0, le=1.0,
-                                           description="Decision threshold (default: the model's calibration)."),
+        min_score: Optional[float] = ScoreQ("List matches scoring at least this (default: the threshold)."),
+        threshold: Optional[float] = ScoreQ("Decision threshold (default: the model's calibration)."),
         key: ApiKey = Depends(match_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
@@ -565,21 +584,28 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.post("/banks/{bank}/lookup", response_model=schemas.MatchReportOut, response_model_exclude_none=True,
               tags=["matching"], summary="Match a hash file without media: a vPDQ file, or a CNN signal (.vmsig from `vmatch hash`)",
-              openapi_extra=_TEXT_BODY, responses=_ERRORS)
+              openapi_extra=_TEXT_BODY,
+              responses={202: {"model": schemas.JobAccepted, "description": "Queued: poll the job."}, **_ERRORS})
     async def lookup_file(
         request: Request,
         bank: str = BankName,
         signal_type: Literal["vpdq", "cnn"] = Query("vpdq", description="vpdq: a vPDQ hash file (vpdq or "
                                                             "python-threatexchange format); cnn: a .vmsig file."),
-        min_score: Optional[float] = Query(None, ge=-1.0, le=1.0, description="cnn: list matches scoring at least this."),
-        threshold: Optional[float] = Query(None, ge=-1.0, le=1.0, description="cnn: decision threshold."),
+        min_score: Optional[float] = ScoreQ("cnn: list matches scoring at least this."),
+        threshold: Optional[float] = ScoreQ("cnn: decision threshold."),
+        mode: schemas.Mode = ModeQ,
         key: ApiKey = Depends(match_key),
     ):
+        from vmatch.signals.cnn import MAX_EXPANDED_BYTES
+
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        up, data = await upload_text(request)
-        return await anyio.to_thread.run_sync(
-            lambda: engine.lookup_file(h, state.embedders, signal_type, data, up.filename or "body",
-                                       threshold=threshold, min_score=min_score))
+        # A hash file is read whole into memory: at most what a .vmsig may expand to.
+        up, data = await upload_text(request, limit=min(config.max_upload_bytes, MAX_EXPANDED_BYTES))
+        work = lambda deadline: engine.lookup_file(  # noqa: E731
+            h, state.embedders, signal_type, data, up.filename or "body", threshold=threshold, min_score=min_score,
+            deadline=deadline)
+        # Parsing and matching run as a job, under the queue's bounds (--workers, --queue-size, --job-timeout).
+        return await run_job("lookup", work, key=key, bank=bank, mode=mode, duration=0.0)
 
     # -------------------------------------------------------------------------- jobs
     @app.get("/jobs/{job_id}", response_model=schemas.JobOut, tags=["jobs"],

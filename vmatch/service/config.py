@@ -5,13 +5,39 @@ Every limit has a documented default and a ``vmatch serve`` flag of the same nam
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmatch.errors import UsageError
 
 MiB = 1 << 20
+
+
+#: The ``vmatch serve`` flag of each field, for error messages (the field name where there is none).
+_FLAGS = {"workers": "--workers", "queue_size": "--queue-size", "torch_threads": "--threads",
+          "max_upload_bytes": "--max-upload-mb", "max_duration": "--max-duration", "max_side": "--max-side",
+          "max_frames": "--max-frames", "sync_max_duration": "--sync-max-duration", "sync_wait": "--sync-wait",
+          "job_timeout": "--job-timeout", "fps": "--fps", "default_model": "--model", "device": "--device"}
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, name)
+
+
+def _check_int(name: str, value, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        shown = f"{value / MiB:g} MiB" if name == "max_upload_bytes" and isinstance(value, int) else repr(value)
+        raise UsageError(f"{_flag(name)} must be at least {low if name != 'max_upload_bytes' else 'one byte'}, got {shown}")
+
+
+def _check_float(name: str, value, *, positive: bool) -> None:
+    """A finite number, > 0 (``positive``) or >= 0; NaN and infinity are refused."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise UsageError(f"{_flag(name)} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
 
 
 def _default_workers() -> int:
@@ -46,6 +72,10 @@ class ServiceConfig:
             None disables adding by path.
         upload_dir: where uploads are streamed to (default ``BANK_ROOT/.uploads``); emptied at start.
         preload_model: build the default model's embedder at start (``/status`` ready after it).
+        allow_test_models: let ``POST /banks`` create banks of the weight-free test model
+            ``fake-thumbnail`` (for tests and demos; off by default, so that a curate key cannot make
+            a bank whose "matches" mean nothing). The operator's own ``default_model`` is always
+            allowed.
     """
 
     bank_root: Path
@@ -68,6 +98,7 @@ class ServiceConfig:
     media_root: Path | None = None
     upload_dir: Path | None = None
     preload_model: bool = True
+    allow_test_models: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bank_root", Path(self.bank_root))
@@ -77,20 +108,28 @@ class ServiceConfig:
             object.__setattr__(self, "upload_dir", self.bank_root / ".uploads")
         else:
             object.__setattr__(self, "upload_dir", Path(self.upload_dir))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Refuse an option out of range with one sentence naming its ``vmatch serve`` flag
+        (UsageError: ``vmatch serve`` exits 2 with that line, no traceback)."""
         for name in ("workers", "max_upload_bytes", "max_json_bytes", "max_side", "max_frames", "max_jobs_kept"):
-            if int(getattr(self, name)) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.queue_size < 0:
-            raise UsageError(f"queue_size must be >= 0, got {self.queue_size}")
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("queue_size", self.queue_size, low=0)
+        if self.torch_threads is not None:
+            _check_int("torch_threads", self.torch_threads, low=1)
         for name in ("max_duration", "job_timeout", "job_ttl", "fps"):
-            if not float(getattr(self, name)) > 0:
-                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.sync_max_duration < 0 or self.sync_wait < 0:
-            raise UsageError("sync_max_duration and sync_wait must be >= 0")
+            _check_float(name, getattr(self, name), positive=True)
+        for name in ("sync_max_duration", "sync_wait"):
+            _check_float(name, getattr(self, name), positive=False)
         from vmatch.decode import MAX_SIDE
 
         if self.max_side > MAX_SIDE:
-            raise UsageError(f"max_side must be <= {MAX_SIDE} (the decoder's own limit), got {self.max_side}")
+            raise UsageError(f"{_flag('max_side')} must be at most {MAX_SIDE} (the decoder's own limit), got {self.max_side}")
+        if not isinstance(self.default_model, str) or not self.default_model:
+            raise UsageError(f"{_flag('default_model')} must name a model, got {self.default_model!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
+            raise UsageError(f"{_flag('device')} must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     @property
     def cnn_threads(self) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import re
 import shutil
@@ -30,16 +31,12 @@ from vmatch.bank import DB_NAME, Bank
 from vmatch.errors import UsageError, VmatchError
 from vmatch.service.config import ServiceConfig
 from vmatch.service.errors import ServiceError, from_vmatch
+from vmatch.service.headers import mp4_frame_size
 from vmatch.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 BANK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_BAD_SIZE_RE = re.compile(r"Picture size (\d+)x(\d+) is invalid")
-#: Demuxers of still images: a single picture is not a video.
-_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "jpegls_pipe",
-                   "pam_pipe", "pgm_pipe", "ppm_pipe", "pbm_pipe", "qoi_pipe", "dpx_pipe", "exr_pipe",
-                   "j2k_pipe", "jpegxl_pipe", "svg_pipe", "sgi_pipe", "xpm_pipe", "psd_pipe", "hdr_pipe")
 
 
 def check_bank_name(name: str) -> str:
@@ -50,18 +47,23 @@ def check_bank_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- embedders
-def resolve_model(name: str):
+def resolve_model(name: str, *, allow_test: bool = True):
     """The ModelSpec of a registry name, or of ``fake-thumbnail`` (the weight-free test embedder of
-    :class:`vmatch.embed.FakeEmbedder`, for tests and demos). UsageError names the known ones."""
+    :class:`vmatch.embed.FakeEmbedder`, for tests and demos) when ``allow_test``. UsageError names
+    the known ones."""
     from vmatch.embed import FAKE_MODEL_NAME, FakeEmbedder
     from vmatch.models import get_model_spec, list_models
 
     if name == FAKE_MODEL_NAME:
-        return FakeEmbedder().spec
+        if allow_test:
+            return FakeEmbedder().spec
+        raise UsageError(f"model {name!r} is a weight-free test model, refused by this server (it allows it only "
+                         f"when started with test models allowed); choose one of {', '.join(list_models())}")
     try:
         return get_model_spec(name)
     except UsageError:
-        raise UsageError(f"unknown model {name!r}; choose one of {', '.join([*list_models(), FAKE_MODEL_NAME])}") from None
+        known = [*list_models(), *([FAKE_MODEL_NAME] if allow_test else [])]
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(known)}") from None
 
 
 class Embedders:
@@ -186,47 +188,50 @@ class Banks:
 
 
 # ---------------------------------------------------------------------------------------- limits
+def _declared_frame_size(path: Path) -> tuple[int, int] | None:
+    """The frame size the file's header declares, without decoding and without FFmpeg's log.
+
+    FFmpeg's stream parameters when it accepts them; else (FFmpeg opened the stream with 0x0,
+    having refused an impossible size) the size an MP4/QuickTime sample description declares."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as c:
+            if c.streams.video:
+                cc = c.streams.video[0].codec_context
+                if cc.width and cc.height:
+                    return int(cc.width), int(cc.height)
+    except Exception:  # not openable: probe() names the problem
+        return None
+    return mp4_frame_size(path)
+
+
+def _too_large(name: str, size: tuple[int, int], limit: int, what: str = "declares") -> ServiceError:
+    return ServiceError(422, "resolution_too_large",
+                        f"{name}: the video {what} {size[0]}x{size[1]} frames; the limit is {limit} px per side")
+
+
 def check_video(path: Path, name: str, config: ServiceConfig):
     """Cheap checks before any heavy work: a readable video (not a still image) within the limits
     of duration, frame size and frame count. Returns its :class:`~vmatch.types.VideoInfo`.
 
+    The declared frame size is checked before :func:`vmatch.decode.probe` decodes a frame; probe
+    refuses still images, impossible sizes and empty containers (mapped by ``from_vmatch``).
+    Nothing here reads FFmpeg's log (see ``app.create_app``: its callback deadlocks decoding).
+
     Raises ServiceError 422 naming the problem.
     """
-    import av
-    import av.logging
-
     from vmatch.decode import probe
 
-    declared: tuple[int, int] | None = None
-    fmt = ""
-    with av.logging.Capture(local=True) as logs:
-        try:
-            with av.open(str(path), metadata_errors="ignore") as c:
-                fmt = c.format.name or ""
-                if c.streams.video:
-                    cc = c.streams.video[0].codec_context
-                    declared = (int(cc.width or 0), int(cc.height or 0))
-        except Exception:  # probe() below names the problem
-            pass
-    for _, _, msg in logs:
-        m = _BAD_SIZE_RE.search(msg or "")
-        if m:
-            raise ServiceError(422, "resolution_too_large",
-                               f"{name}: the video declares {m.group(1)}x{m.group(2)} frames; the limit is "
-                               f"{config.max_side} px per side")
+    declared = _declared_frame_size(path)
     if declared is not None and max(declared) > config.max_side:
-        raise ServiceError(422, "resolution_too_large",
-                           f"{name}: the video declares {declared[0]}x{declared[1]} frames; the limit is "
-                           f"{config.max_side} px per side")
-    if fmt in _IMAGE_DEMUXERS or fmt.endswith("_pipe"):
-        raise ServiceError(422, "not_a_video", f"{name}: is a still image ({fmt.replace('_pipe', '')}), not a video")
+        raise _too_large(name, declared, config.max_side)
     try:
         info = probe(path)
     except VmatchError as e:
         raise from_vmatch(e, name=name, temp_path=str(path)) from e
     if max(info.width, info.height) > config.max_side:
-        raise ServiceError(422, "resolution_too_large",
-                           f"{name}: frames are {info.width}x{info.height}; the limit is {config.max_side} px per side")
+        raise _too_large(name, (info.width, info.height), config.max_side, "has")
     if info.duration > config.max_duration:
         raise ServiceError(422, "video_too_long",
                            f"{name}: lasts {info.duration:.1f} s; the limit is {config.max_duration:g} s")
@@ -238,20 +243,37 @@ def check_video(path: Path, name: str, config: ServiceConfig):
 
 
 def resolve_media_path(config: ServiceConfig, text: str) -> Path:
-    """A server-side path inside ``config.media_root`` (symlinks resolved), else ServiceError 400/403."""
+    """A server-side path inside ``config.media_root`` (symlinks resolved), else ServiceError
+    400 (not a usable path: a symlink loop, a name or path too long for the file system), 403
+    (outside the root) or 404 (no such file). Every answer names the path, cut to 200 characters."""
     if config.media_root is None:
         raise ServiceError(403, "paths_disabled",
                            "adding references by server-side path is disabled; start the server with --media-root DIR")
-    root = config.media_root.resolve()
     if not isinstance(text, str) or not text or "\x00" in text:
-        raise ServiceError(400, "invalid_path", "path must be a non-empty string")
-    p = Path(text)
-    p = (p if p.is_absolute() else root / p).resolve()
-    if p != root and root not in p.parents:
-        raise ServiceError(403, "path_outside_root", f"{text!r:.200} is outside the allowed media root")
-    if not p.is_file():
-        raise ServiceError(404, "file_not_found", f"{text!r:.200}: no such file under the media root")
+        raise ServiceError(400, "invalid_path", "path must be a non-empty string without NUL characters")
+    shown = f"{text!r:.200}"
+    root = config.media_root.resolve()
+    try:
+        p = Path(text)
+        p = (p if p.is_absolute() else root / p).resolve()
+        if p != root and root not in p.parents:
+            raise ServiceError(403, "path_outside_root", f"{shown} is outside the allowed media root")
+        is_file = p.is_file()
+    except (OSError, RuntimeError) as e:  # ELOOP, ENAMETOOLONG, EACCES...; RuntimeError: a loop (Python < 3.13)
+        raise ServiceError(400, "invalid_path", f"{shown}: not a usable path ({_path_problem(e)})") from None
+    if not is_file:
+        raise ServiceError(404, "file_not_found", f"{shown}: no such file under the media root")
     return p
+
+
+def _path_problem(e: OSError | RuntimeError) -> str:
+    """Why a path cannot be used, in words (never the resolved server path)."""
+    code = getattr(e, "errno", None)
+    if isinstance(e, RuntimeError) or code == errno.ELOOP:
+        return "a symbolic link loop"
+    reasons = {errno.ENAMETOOLONG: "a name or the whole path is too long", errno.EACCES: "permission denied",
+               errno.ENOTDIR: "a component is not a directory"}
+    return reasons.get(code, getattr(e, "strerror", None) or type(e).__name__)
 
 
 # ---------------------------------------------------------------------------------------- heavy work
@@ -419,8 +441,12 @@ def lookup_value(handle: BankHandle, embedders: Embedders, signal_type: str, val
 
 
 def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data: bytes, name: str, *,
-                threshold, min_score) -> dict:
-    """Match a vPDQ hash file (either text format) or a CNN signal file (``.vmsig``) without media."""
+                threshold, min_score, deadline) -> dict:
+    """Match a vPDQ hash file (either text format) or a CNN signal file (``.vmsig``) without media.
+
+    Runs as a job. A file that cannot be read (a malformed or oversized ``.vmsig``: cnn.loads
+    bounds what it decompresses; the wrong width for the bank's model) is 400 ``invalid_hash_file``
+    naming it; a signal of another model 422 ``model_mismatch``."""
     from vmatch.pipeline import MatchParams, calibration_for, match_embedding, with_vpdq_matches
     from vmatch.types import MatchReport
 
@@ -439,6 +465,7 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
             frames = from_signal_str(text, source=name) if text.lstrip().startswith("[") else from_text(text, source=name)
             if not frames:
                 raise ServiceError(400, "invalid_hash_file", f"{name}: no vPDQ frames in it")
+            deadline.check()
             with handle.lock:
                 handle.check_alive()
                 empty = MatchReport(query=name, duration=max(f.timestamp for f in frames), threshold=thr)
@@ -446,7 +473,8 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
         from vmatch.signals import cnn
 
         emb, _ = cnn.loads(data, source=name)
-        cnn.check_model(emb, bank.model_id, source=name)
+        cnn.check_model(emb, bank.model_id, source=name, dim=bank.spec.dim)
+        deadline.check()
         with handle.lock:
             handle.check_alive()
             return match_embedding(bank, emb, calibration=cal, params=MatchParams(threshold=threshold),

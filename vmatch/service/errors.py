@@ -27,6 +27,17 @@ class JobTimeout(Exception):
     """A job ran past its time limit (raised inside the job, between frames)."""
 
 
+def _decode_error_code(reason: str) -> str:
+    """The code of a DecodeError, from its reason (vmatch.decode's wording; DecodeError carries no
+    kind): a still image is ``not_a_video``, a frame size past the decoder's limits
+    ``resolution_too_large``, anything else ``unreadable_video``."""
+    if "is a still image" in reason:
+        return "not_a_video"
+    if "frame size" in reason and "too large" in reason:
+        return "resolution_too_large"
+    return "unreadable_video"
+
+
 def from_vmatch(e: VmatchError, *, name: str | None = None, temp_path: str | None = None) -> ServiceError:
     """The ServiceError for an engine error; a temp upload path in the message becomes ``name``."""
     msg = str(e)
@@ -39,7 +50,7 @@ def from_vmatch(e: VmatchError, *, name: str | None = None, temp_path: str | Non
     if isinstance(e, BankError):
         return ServiceError(503, "bank_unavailable", msg, headers={"Retry-After": "5"})
     if isinstance(e, DecodeError):
-        return ServiceError(422, "unreadable_video", msg)
+        return ServiceError(422, _decode_error_code(e.reason), msg)
     if isinstance(e, ModelMismatchError):
         return ServiceError(422, "model_mismatch", msg)
     if isinstance(e, UsageError):

@@ -16,7 +16,7 @@ import math
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,6 +25,14 @@ from vmatch.service.errors import JobTimeout, ServiceError, from_vmatch
 from vmatch.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+#: Finished jobs whose mean run time estimates the next ones (Retry-After).
+RECENT_JOBS = 20
+#: Expected run time of a job before any has finished or started, seconds.
+DEFAULT_JOB_SECONDS = 2.0
+#: Longest Retry-After answered, seconds.
+MAX_RETRY_AFTER = 600
 
 
 class QueueFull(Exception):
@@ -77,19 +85,20 @@ class JobQueue:
     """A bounded pool of worker threads with job records."""
 
     def __init__(self, *, workers: int, queue_size: int, timeout: float, ttl: float, max_kept: int,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
         self.timeout = timeout
         self.ttl = ttl
         self.max_kept = max_kept
         self.metrics = metrics
+        self._clock = clock  # run times and Retry-After (injectable for tests)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmatch-job")
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queued = 0
-        self._running = 0
-        self._avg_seconds = 2.0  # moving average of job run time, for Retry-After
+        self._started: dict[str, float] = {}  # running job id -> start time
+        self._recent: deque[float] = deque(maxlen=RECENT_JOBS)  # run times of the last finished jobs
 
     # -------------------------------------------------------------- state
     @property
@@ -98,11 +107,26 @@ class JobQueue:
 
     @property
     def running(self) -> int:
-        return self._running
+        return len(self._started)
+
+    def job_seconds(self) -> float:
+        """The expected run time of a job: the mean of the last :data:`RECENT_JOBS` finished ones,
+        or, when the running ones have already run longer on average, that (the slow jobs now
+        running have not finished yet, so the finished ones would underestimate them); with
+        neither, :data:`DEFAULT_JOB_SECONDS`. Call with the lock held."""
+        now = self._clock()
+        finished = sum(self._recent) / len(self._recent) if self._recent else None
+        running = sum(now - t for t in self._started.values()) / len(self._started) if self._started else None
+        known = [x for x in (finished, running) if x is not None]
+        return max(known) if known else DEFAULT_JOB_SECONDS
 
     def retry_after(self) -> int:
-        waves = (self._queued + self._running) / max(1, self.workers)
-        return max(1, min(600, math.ceil(waves * self._avg_seconds)))
+        """Seconds until the jobs now queued and running are done: (queued + running) × expected
+        run time / workers, rounded up, at least 1 s (at most :data:`MAX_RETRY_AFTER`)."""
+        with self._lock:
+            jobs = self._queued + len(self._started)
+            seconds = jobs * self.job_seconds() / max(1, self.workers)
+        return max(1, min(MAX_RETRY_AFTER, math.ceil(seconds)))
 
     # -------------------------------------------------------------- submit / run
     def submit(self, kind: str, work: Callable[[Deadline], dict], *, owner: str, bank: str | None = None,
@@ -110,26 +134,26 @@ class JobQueue:
         """Queue ``work(deadline) -> result dict``; QueueFull when the queue is full (then
         ``on_refused`` runs first, e.g. to delete the upload)."""
         with self._lock:
-            if self._queued + self._running >= self.capacity:
-                retry = self.retry_after()
-                self.metrics.rejected.inc()
-                if on_refused is not None:
-                    on_refused()
-                raise QueueFull(retry)
-            self._expire()
-            job = Job(id=secrets.token_hex(16), kind=kind, owner=owner, bank=bank)
-            self._jobs[job.id] = job
-            self._queued += 1
+            full = self._queued + len(self._started) >= self.capacity
+            if not full:
+                self._expire()
+                job = Job(id=secrets.token_hex(16), kind=kind, owner=owner, bank=bank)
+                self._jobs[job.id] = job
+                self._queued += 1
+        if full:
+            self.metrics.rejected.inc()
+            if on_refused is not None:
+                on_refused()
+            raise QueueFull(self.retry_after())
         job.future = self._pool.submit(self._run, job, work)
         return job
 
     def _run(self, job: Job, work: Callable[[Deadline], dict]) -> Job:
         with self._lock:
             self._queued -= 1
-            self._running += 1
+            t0 = self._started[job.id] = self._clock()
         job.status = "running"
         job.started_at = _now()
-        t0 = time.monotonic()
         outcome = "failed"
         try:
             job.result = work(Deadline(self.timeout))
@@ -147,14 +171,14 @@ class JobQueue:
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.error = ServiceError(500, "internal_error", f"the job failed unexpectedly ({type(e).__name__}); see the server log")
         finally:
-            dt = time.monotonic() - t0
+            dt = self._clock() - t0
             if job.status != "done":
                 job.status = "failed"
             job.finished_at = _now()
             job.finished_mono = time.monotonic()
             with self._lock:
-                self._running -= 1
-                self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * dt
+                del self._started[job.id]
+                self._recent.append(dt)
             self.metrics.jobs.inc(job.kind, outcome)
             self.metrics.job_seconds.observe(dt, job.kind)
         return job

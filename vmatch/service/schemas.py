@@ -139,7 +139,7 @@ class JobAccepted(BaseModel):
 
 class JobOut(BaseModel):
     id: str = Field(description="Job id.")
-    kind: str = Field(description="match, add_reference or hash.")
+    kind: str = Field(description="match, add_reference, hash or lookup.")
     bank: Optional[str] = Field(description="Bank concerned, if any.")
     status: Literal["queued", "running", "done", "failed"] = Field(description="Job state.")
     created_at: str = Field(description="When it was queued (UTC).")

@@ -11,12 +11,20 @@ delete it (:meth:`Upload.delete`) as soon as it is hashed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from starlette.requests import ClientDisconnect
+
 from vmatch.service.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+#: Status recorded for a request whose client left before the answer (nginx's 499).
+CLIENT_CLOSED = 499
 
 MEDIA_TYPES = ("application/octet-stream", "video/*", "multipart/form-data")
 TEXT_TYPES = ("text/plain", "application/octet-stream", "multipart/form-data")
@@ -79,17 +87,21 @@ async def receive_upload(request, *, limit: int, upload_dir: Path, allowed: tupl
     upload_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="up-", dir=upload_dir)
     path = Path(name)
+    counted = _Counted(request)
     try:
         with os.fdopen(fd, "wb") as out:
-            if ctype == "multipart/form-data":
-                size, filename, fields, part_type = await _multipart(request, ctype_full, out, limit, part)
-            else:
-                size, filename, fields, part_type = 0, None, {}, ctype
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(limit)
-                    out.write(chunk)
+            try:
+                if ctype == "multipart/form-data":
+                    size, filename, fields, part_type = await _multipart(counted, ctype_full, out, limit, part)
+                else:
+                    size, filename, fields, part_type = 0, None, {}, ctype
+                    async for chunk in counted.stream():
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_large(limit)
+                        out.write(chunk)
+            except ClientDisconnect:
+                raise _client_closed(request, counted.received) from None
         if size == 0:
             raise ServiceError(400, "empty_upload", "the upload is empty (0 bytes); send the file's content")
         return Upload(path=path, size=size, filename=filename, content_type=part_type, fields=fields)
@@ -97,6 +109,37 @@ async def receive_upload(request, *, limit: int, upload_dir: Path, allowed: tupl
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         raise
+
+
+class _Counted:
+    """The request's body stream, counting the bytes received (for the log line of a client that
+    leaves mid-upload)."""
+
+    def __init__(self, request) -> None:
+        self.request = request
+        self.received = 0
+
+    async def stream(self):
+        async for chunk in self.request.stream():
+            self.received += len(chunk)
+            yield chunk
+
+
+def _client_closed(request, received: int) -> ServiceError:
+    """A client that closed its connection mid-upload is not a server error: one log line (no
+    traceback) and status 499 (nginx's "client closed request") in the metrics; nobody reads the
+    answer. The caller deletes the partial file."""
+    declared = request.headers.get("content-length")
+    of = f" of {declared}" if declared else ""
+    log.warning("client %s closed the connection during the upload to %s %s after %d%s bytes; upload discarded",
+                _client(request), request.method, request.url.path, received, of)
+    return ServiceError(CLIENT_CLOSED, "client_closed_request",
+                        f"the client closed the connection after {received}{of} bytes of the upload")
+
+
+def _client(request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "?"
 
 
 async def _multipart(request, ctype_full: str, out, limit: int, part_name: str):
