@@ -215,3 +215,31 @@ def test_workers_take_the_largest_files_first(tmp_path, files):
         index_videos(bank, files, workers=1, on_done=lambda p, e: stored.append(p))
     good = [str(files[i]) for i in largest_first(files) if files[i].stem.startswith("clip_")]
     assert stored == good and stored != [str(f) for f in files if f.stem.startswith("clip_")]
+
+
+def test_index_videos_takes_the_writer_lock_once_before_decoding(tmp_path, files, caplog, monkeypatch):
+    """Beside another writer, index_videos waits for the lock before it decodes anything (one
+    warning saying so) however long that is (beyond the bounded wait of a single write, made
+    0.2 s here), then stores every readable file: none is lost to a timed-out wait."""
+    import fcntl
+    import os
+
+    import vmatch.bank as bank_mod
+
+    monkeypatch.setattr(bank_mod, "WRITER_WAIT_S", 0.2, raising=False)
+    good = [f for f in files if f.stem.startswith("clip_")][:3]
+    with _bank(tmp_path / "b", FakeEmbedder()) as bank:
+        fd = os.open(tmp_path / "b" / bank_mod.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(s=index_videos(bank, good, workers=2)))
+        t.start()
+        time.sleep(3.0)  # the three clips decode and embed in well under a second
+        assert t.is_alive() and bank.list() == []
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        t.join(60)
+        assert not result["s"].failed and result["s"].videos == 3
+        assert sorted(r.reference for r in bank.list()) == sorted(f.stem for f in good)
+    waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(waits) == 1 and "another process" in waits[0]

@@ -414,27 +414,32 @@ def _check_index_options(args) -> None:
         raise UsageError(f"--shard must be within 0..{args.shards - 1}, got {args.shard}")
 
 
-def _lock_for_index(bank, args) -> list[int] | None:
-    """Take the writer lock of the bank (or of shard ``--shard``) for the whole run, before any
-    decoding: wait for another writer as long as it takes, saying so once on stderr, or refuse
-    at once with ``--no-wait`` (exit 2). Returns the shards written (None: the whole bank)."""
+def _files_of_shard(bank, files: list, args) -> list:
+    """With ``--shard I``: the files whose reference belongs to shard I of the sharded bank."""
+    if args.shard is None:
+        return files
+    if not hasattr(bank, "n_shards"):
+        raise UsageError(f"--shard: {args.bank} is not a sharded bank (create one with --shards N)")
+    if not 0 <= args.shard < bank.n_shards:
+        raise UsageError(f"--shard must be within 0..{bank.n_shards - 1}, got {args.shard}")
+    from vmatch.shards import shard_of
+
+    return [f for f in files if shard_of(args.ref_id or f.stem, bank.n_shards) == args.shard]
+
+
+def _lock_for_index(bank, files: list, args) -> None:
+    """Take the writer lock of the bank (of a sharded bank: of the shards these files go to) for
+    the whole run, before any decoding: wait for another writer as long as it takes, saying so
+    once on stderr, or refuse at once with ``--no-wait`` (exit 2). Then check the bank, so that
+    a damaged one is refused before anything is written into it."""
+    from vmatch.pipeline import lock_for_run
 
     def tell(holder) -> None:
         print(f"vmatch: waiting for {holder.lock_path}: another process{holder.described()} is writing this "
               "bank; Ctrl-C to stop", file=sys.stderr, flush=True)
 
-    shards = None
-    if args.shard is not None:
-        if not hasattr(bank, "n_shards"):
-            raise UsageError(f"--shard: {args.bank} is not a sharded bank (create one with --shards N)")
-        if not 0 <= args.shard < bank.n_shards:
-            raise UsageError(f"--shard must be within 0..{bank.n_shards - 1}, got {args.shard}")
-        shards = [args.shard]
-        bank.lock_for_writing(wait=not args.no_wait, on_wait=tell, shards=shards)
-    else:
-        bank.lock_for_writing(wait=not args.no_wait, on_wait=tell)
-    bank.verify()  # a damaged bank is refused before anything is written into it
-    return shards
+    lock_for_run(bank, [args.ref_id or f.stem for f in files], wait=not args.no_wait, on_wait=tell)
+    bank.verify()
 
 
 def _index_into(bank, files: list, args):
@@ -442,11 +447,8 @@ def _index_into(bank, files: list, args):
     from vmatch.decode import probe
     from vmatch.pipeline import index_videos
 
-    shards = _lock_for_index(bank, args)
-    if shards is not None:
-        from vmatch.shards import shard_of
-
-        files = [f for f in files if shard_of(args.ref_id or f.stem, bank.n_shards) in shards]
+    files = _files_of_shard(bank, files, args)
+    _lock_for_index(bank, files, args)
     if args.ray is None:
         _prepare_embedder(bank, args)
     total = 0.0

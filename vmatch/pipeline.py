@@ -596,6 +596,7 @@ def index_videos(
         raise UsageError(f"workers must be an integer >= 0, got {workers!r}")
     if cnn_threads is not None and (isinstance(cnn_threads, bool) or not isinstance(cnn_threads, int) or cnn_threads < 1):
         raise UsageError(f"cnn_threads must be an integer >= 1, got {cnn_threads!r}")
+    lock_for_run(bank, [ref_id if ref_id is not None else p.stem for p in paths])
     summary = IndexSummary()
     t0 = time.monotonic()
     embedder = bank.embedder()
@@ -613,6 +614,27 @@ def index_videos(
     finally:
         summary.elapsed = time.monotonic() - t0
     return summary
+
+
+def lock_for_run(bank, ref_ids: list[str], *, wait: bool = True, on_wait: Callable | None = None) -> None:
+    """Take the writer lock of ``bank`` for a run that writes ``ref_ids``, before any decoding:
+    of a sharded bank, only the shards those ids go to (so that shards are built independently).
+
+    Taken once for the whole run, the lock is waited for (as long as it takes with ``wait``)
+    before the work starts, instead of per file, where a wait that runs out would lose the file.
+    ``on_wait`` (default: a log warning) is told once when another process holds it. A lock this
+    handle already holds (``vmatch index`` takes it first) is kept as it is."""
+
+    def warn(holder) -> None:
+        log.warning("waiting for %s: another process%s is writing this bank", holder.lock_path, holder.described())
+
+    if hasattr(bank, "n_shards"):
+        from vmatch.shards import shard_of
+
+        shards = sorted({shard_of(r, bank.n_shards) for r in ref_ids})
+        bank.lock_for_writing(wait=wait, on_wait=on_wait or warn, shards=shards)
+    else:
+        bank.lock_for_writing(wait=wait, on_wait=on_wait or warn)
 
 
 def add_video(
