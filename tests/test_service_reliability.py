@@ -257,9 +257,11 @@ def test_malformed_and_oversized_signals_are_400_naming_the_file(make_app):
                                                                "model_id": mid, "duration": 1.0}).encode(), np.uint8),
                         timestamps=np.zeros(1), features=np.zeros((bomb_rows, dim), np.float16))
     assert len(bomb.getvalue()) < 1 << 20
-    zlib_broken = bytearray(_signal(ts, good, model_id=mid, dim=dim))
-    i = zlib_broken.find(b"features.npy") + len("features.npy") + 20  # inside its deflated data
-    zlib_broken[i : i + 40] = bytes(range(40))
+    crc_broken = bytearray(_signal(ts, good, model_id=mid, dim=dim))
+    i = crc_broken.find(b"features.npy") + len("features.npy")  # its deflated data follows the name
+    crc_broken[i + 20 : i + 60] = bytes(range(40))
+    zlib_broken = bytearray(crc_broken)
+    zlib_broken[i : i + 4] = b"\xff" * 4  # a reserved deflate block type: zlib.error, not a CRC error
     cases = {
         "bomb.vmsig": (bomb.getvalue(), "expands to"),
         "declared_huge.vmsig": (_signal(ts, None, model_id=mid, dim=256,
@@ -270,7 +272,8 @@ def test_malformed_and_oversized_signals_are_400_naming_the_file(make_app):
         "short_timestamps.vmsig": (_signal(np.arange(3.0), good, model_id=mid, dim=dim), "3 timestamps"),
         "nan_features.vmsig": (_signal(ts, np.full((4, dim), np.nan), model_id=mid, dim=dim), "NaN"),
         "not_a_zip.vmsig": (b"hello, not a signal", "not a vmatch-cnn-signal"),
-        "broken_deflate.vmsig": (bytes(zlib_broken), "broken_deflate.vmsig"),
+        "bad_crc.vmsig": (bytes(crc_broken), "CRC"),
+        "broken_deflate.vmsig": (bytes(zlib_broken), "compressed data is corrupt"),
     }
     for name, (data, words) in cases.items():
         r = client.post("/banks/b/lookup", params={"signal_type": "cnn"}, files={"file": (name, data)})
@@ -399,29 +402,27 @@ def test_retry_after_counts_the_jobs_ahead_and_their_run_time():
 
     clock = _Clock()
     q = _queue(clock)
+    first, second = threading.Event(), threading.Event()
     try:
         for _ in range(10):  # 10 jobs of 0 s done
             q.submit("quick", lambda d: {}, owner="t").future.result(10)
-        release = threading.Event()
-        jobs = _fill_with_slow_jobs(q, release)  # 2 running + 4 queued
+        jobs = _fill_with_slow_jobs(q, first)  # 2 running + 4 queued
         clock.now += 16.0  # the running ones have run 16 s
         with pytest.raises(QueueFull) as e:
             q.submit("more", lambda d: {}, owner="t")
         assert e.value.retry_after == math.ceil(6 * 16.0 / 2)  # 48 s, not 1
-        release.set()
+        first.set()
         for j in jobs:
             j.future.result(10)
         # Finished: 10 + 4 runs of 0 s and 2 of 16 s, a mean of 2 s; the new running ones have
         # just started, so the finished ones set the pace: 6 jobs x 2 s / 2 workers.
-        release2 = threading.Event()
-        jobs = _fill_with_slow_jobs(q, release2)
+        _fill_with_slow_jobs(q, second)
         with pytest.raises(QueueFull) as e:
             q.submit("more", lambda d: {}, owner="t")
         assert e.value.retry_after == 6
-        release2.set()
-        for j in jobs:
-            j.future.result(10)
     finally:
+        first.set()
+        second.set()
         q.shutdown()
 
 
@@ -509,3 +510,31 @@ def test_serve_with_a_bad_option_exits_2_with_one_line(tmp_path, flags, words):
     if lines[0].startswith("usage:"):
         lines = [x for x in lines if "error:" in x]
     assert len(lines) == 1, out.stderr
+
+
+# ------------------------------------------------------------------------------------------ headers, caps
+def test_mp4_frame_size_reads_the_declared_size_within_bounds(media, tmp_path, monkeypatch):
+    from vmatch.service import headers
+    from vmatch.service.headers import MAX_BOXES, mp4_frame_size
+
+    assert mp4_frame_size(media["h264"]) == (160, 90)
+    assert mp4_frame_size(media["vp9"]) is None and mp4_frame_size(media["png"]) is None
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(media["h264"].read_bytes()[:200])
+    assert mp4_frame_size(truncated) is None
+    many = tmp_path / "many_boxes.mp4"  # an ftyp, then a million empty 'free' boxes
+    many.write_bytes(b"\0\0\0\x08ftyp" + b"\0\0\0\x08free" * 1_000_000)
+    reads = []
+    read_at = headers._Reader.read_at
+    monkeypatch.setattr(headers._Reader, "read_at", lambda self, pos, n: reads.append(pos) or read_at(self, pos, n))
+    assert mp4_frame_size(many) is None
+    assert len(reads) <= MAX_BOXES + 1 < 1_000_000
+
+
+def test_lookup_files_are_capped_at_the_signal_bound(make_app):
+    from vmatch.signals.cnn import MAX_EXPANDED_BYTES
+
+    client, _ = make_app()
+    r = client.post("/banks/b/lookup", params={"signal_type": "cnn"}, content=b"PK" + b"\0" * MAX_EXPANDED_BYTES,
+                    headers={"Content-Type": "application/octet-stream"})
+    _error(r, 413, "upload_too_large", str(MAX_EXPANDED_BYTES))

@@ -9,12 +9,17 @@ Modules:
     keys     API keys (scopes match / curate / admin), stored hashed in SQLite under the bank root
     metrics  counters, gauges and histograms in Prometheus text format
     jobs     bounded worker pool + job records (202 + GET /jobs/{id}), per-job time limit
-    uploads  request bodies streamed to a temp file with a running size limit (413)
-    engine   banks of the bank root, limits checks, the heavy work (embed, hash, match)
+    uploads  request bodies streamed to a temp file with a running size limit (413); a client
+             leaving mid-upload is status 499
+    headers  frame sizes declared by MP4/QuickTime headers, read without FFmpeg
+    logs     redaction of secret-looking query parameters in every log record
+    engine   banks of the bank root, limits checks, the heavy work (embed, hash, match, lookup)
     schemas  request / response models (pydantic) with field descriptions
     app      create_app(config): routes, auth, error bodies
 
-Only ``app`` and ``schemas`` import FastAPI/pydantic; ``keys`` and ``config`` are used by the CLI.
+Only ``app``, ``schemas`` and ``uploads`` import the web stack (FastAPI, pydantic, Starlette);
+``keys`` and ``config`` are used by the CLI. The service process never installs PyAV's log
+callback (``av.logging.set_level``): with it, FFmpeg's decoder threads deadlock against the GIL.
 """
 
 from __future__ import annotations

@@ -472,7 +472,7 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
                 return with_vpdq_matches(bank, empty, frames).to_dict()
         from vmatch.signals import cnn
 
-        emb, _ = cnn.loads(data, source=name)
+        emb = _load_signal(data, name)
         cnn.check_model(emb, bank.model_id, source=name, dim=bank.spec.dim)
         deadline.check()
         with handle.lock:
@@ -484,6 +484,19 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
         if err.status == 400 or err.code == "unreadable_video":
             err = ServiceError(400, "invalid_hash_file", err.detail)
         raise err from e
+
+
+def _load_signal(data: bytes, name: str):
+    """The embedding of a ``.vmsig``; UsageError for any file it cannot read. cnn.loads names most
+    problems; a corrupt deflate stream still escapes it as ``zlib.error`` (then a 500 here)."""
+    import zlib
+
+    from vmatch.signals import cnn
+
+    try:
+        return cnn.loads(data, source=name)[0]
+    except zlib.error as e:
+        raise UsageError(f"{name}: not a readable {cnn.FORMAT} file (its compressed data is corrupt: {e})") from e
 
 
 def import_hash_list(handle: BankHandle, text: str, name: str, signal_type: str | None) -> dict:

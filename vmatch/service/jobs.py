@@ -1,8 +1,8 @@
 """Jobs: heavy work (decode, embed, hash, match) runs in a bounded pool of worker threads.
 
 ``JobQueue.submit`` refuses a job when ``workers + queue_size`` jobs are already queued or
-running (:class:`QueueFull`, answered 503 with ``Retry-After``), so memory and latency stay
-bounded under load. A job gets a :class:`Deadline`: the work checks it between frames and stops
+running (:class:`QueueFull`, answered 503 with ``Retry-After``: the jobs ahead times their
+expected run time, over the workers), so memory and latency stay bounded under load. A job gets a :class:`Deadline`: the work checks it between frames and stops
 with :class:`~vmatch.service.errors.JobTimeout` past the per-job time limit. Finished jobs stay
 readable (``GET /jobs/{id}``) for ``job_ttl`` seconds, at most ``max_jobs_kept`` of them.
 """
