@@ -3,19 +3,22 @@
 Starts ``vmatch serve`` (the real EfficientNet model unless ``--model fake-thumbnail``) on
 127.0.0.1 with a fresh bank root, creates a key and a bank of a few generated references, then
 runs ``--clients`` threads that each POST a short clip to ``/banks/load/match`` (multipart,
-``mode=sync``) in a loop for ``--seconds``. A 503/429 is a deliberate back-pressure answer: the
+``mode=sync``) in a loop for ``--seconds``. Clips are H.264 (libx264, ``--codec``; decoded with
+FFmpeg's frame threads as the engine does: the uploads that deadlocked the service in issue 17),
+or ``--codec mpeg4`` (the issue-6 runs). A 503/429 is a deliberate back-pressure answer: the
 client waits ``Retry-After`` (capped at 2 s) and goes on. Reports latency percentiles of the
 answered matches, counts by status class, throughput, the server's peak RSS (``VmHWM``) and the
 deepest job queue seen (``/status``), and checks every 200 report (the clips that copy a
 reference must find it).
 
-    python benchmarks/service_load.py --clients 32 --seconds 60 [--json out.json]
+    python benchmarks/service_load.py --clients 32 --seconds 60 [--codec libx264] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -48,23 +51,23 @@ def _vm_kb(pid: int, field: str) -> int:
     return 0
 
 
-def make_clips(d: Path, clip_seconds: float) -> tuple[dict[str, Path], list[tuple[Path, str | None]]]:
-    """3 references of 20 s; queries: short copies of each (some wrapped in other footage) and unrelated clips."""
+def make_clips(d: Path, clip_seconds: float, codec: str = "libx264") -> tuple[dict[str, Path], list[tuple[Path, str | None]]]:
+    """3 references of 20 s; queries: short copies of each and unrelated clips, all encoded with ``codec``."""
     from vmatch import synth
 
     w, h, fps = 160, 90, 25
     refs = {}
     for i, seed in enumerate((3101, 3102, 3103)):
         frames = synth.scene_frames(seed, width=w, height=h, n_frames=20 * fps, fps=fps)
-        refs[f"ref{i}"] = synth.write_video(d / f"ref{i}.mp4", frames, fps=fps, codec="mpeg4")
+        refs[f"ref{i}"] = synth.write_video(d / f"ref{i}.mp4", frames, fps=fps, codec=codec)
     n = int(round(clip_seconds * fps))
     queries: list[tuple[Path, str | None]] = []
     for i, seed in enumerate((3101, 3102, 3103)):
         copy = synth.scene_frames(seed, width=w, height=h, n_frames=n, fps=fps, first_frame=(3 + 4 * i) * fps)
-        queries.append((synth.write_video(d / f"q_copy{i}.mp4", copy, fps=fps, codec="mpeg4"), f"ref{i}"))
+        queries.append((synth.write_video(d / f"q_copy{i}.mp4", copy, fps=fps, codec=codec), f"ref{i}"))
     for j, seed in enumerate((3201, 3202)):
         other = synth.scene_frames(seed, width=w, height=h, n_frames=n, fps=fps)
-        queries.append((synth.write_video(d / f"q_other{j}.mp4", other, fps=fps, codec="mpeg4"), None))
+        queries.append((synth.write_video(d / f"q_other{j}.mp4", other, fps=fps, codec=codec), None))
     return refs, queries
 
 
@@ -76,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="server --workers (default: its own)")
     ap.add_argument("--queue-size", type=int, default=32, help="server --queue-size (default 32)")
     ap.add_argument("--model", default=None, help="server --model (default: the real EfficientNet model)")
+    ap.add_argument("--codec", default="libx264", help="encoder of the clips: libx264 (default), mpeg4, libvpx-vp9...")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args(argv)
 
@@ -87,7 +91,7 @@ def main(argv=None) -> int:
     root = work / "banks"
     key, _ = KeyStore(root).create("load", "admin")
     hdr = {"Authorization": f"Bearer {key}"}
-    refs, queries = make_clips(work, args.clip_seconds)
+    refs, queries = make_clips(work, args.clip_seconds, args.codec)
     payloads = [(p.name, p.read_bytes(), truth) for p, truth in queries]
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -200,7 +204,8 @@ def main(argv=None) -> int:
         "machine": mach,
         "server": {"workers": st["queue"]["workers"], "capacity": st["queue"]["capacity"],
                    "model": st["models_loaded"]},
-        "clients": args.clients, "seconds": round(wall, 1), "clip_seconds": args.clip_seconds,
+        "clients": args.clients, "seconds": round(wall, 1), "clip_seconds": args.clip_seconds, "codec": args.codec,
+        "load_average_end": round(os.getloadavg()[0], 1),
         "counts": counts, "matches_per_second": round(counts["2xx"] / wall, 2),
         "video_seconds_per_second": round(counts["2xx"] * args.clip_seconds / wall, 1),
         "latency_s": {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
