@@ -170,7 +170,8 @@ def test_keyframe_mode_indexes_fewer_frames_and_never_loses_a_file(tmp_path, wor
     assert np.allclose(a["gop1"][0], np.arange(12) / 2)  # exact: every 0.5 s
     assert np.allclose(b["gop1"][0], np.arange(6))  # keyframes only: one per 1-s GOP
     keep = np.isin(a["gop1"][0], b["gop1"][0])
-    assert np.allclose(a["gop1"][1][keep], b["gop1"][1])  # the same frames, same embeddings
+    # The same frames, the same embeddings up to float32 rounding (the CNN batches differ: 1.5e-7 seen)
+    assert np.allclose(a["gop1"][1][keep], b["gop1"][1], atol=1e-6)
     assert np.allclose(b["black_key"][0], a["black_key"][0]) and len(a["black_key"][0]) == 4
 
 
