@@ -57,8 +57,8 @@ def resolve_model(name: str, *, allow_test: bool = True):
     if name == FAKE_MODEL_NAME:
         if allow_test:
             return FakeEmbedder().spec
-        raise UsageError(f"model {name!r} is a weight-free test model, refused by this server (it allows it only "
-                         f"when started with test models allowed); choose one of {', '.join(list_models())}")
+        raise UsageError(f"model {name!r} is the weight-free test embedder, allowed only on a server started for tests "
+                         f"(ServiceConfig.allow_test_models); choose one of {', '.join(list_models())}")
     try:
         return get_model_spec(name)
     except UsageError:
