@@ -820,9 +820,13 @@ def test_non_finite_or_out_of_range_scores_are_usage_errors(capsys, cli_bank, ma
     assert "finite number within [-1, 1]" in err
 
 
-def test_serve_port_out_of_range_is_a_usage_error(capsys, tmp_path):
-    code, out, err = cli(capsys, "serve", "--bank-root", tmp_path, "--port", "99999")
-    assert code == 2 and "Traceback" not in err and "1..65535" in err
+@pytest.mark.parametrize("args, words", [
+    (["--port", "99999"], "1..65535"), (["--max-upload-mb", "nan"], "finite number > 0"),
+    (["--max-upload-mb", "inf"], "finite number > 0"), (["--job-timeout", "-1"], "finite number > 0"),
+])
+def test_serve_bad_numbers_are_usage_errors(capsys, tmp_path, args, words):
+    code, out, err = cli(capsys, "serve", "--bank-root", tmp_path, *args)
+    assert code == 2 and "Traceback" not in err and words in err
 
 
 def test_index_refuses_a_still_image(capsys, tmp_path):
@@ -839,3 +843,14 @@ def test_index_refuses_a_still_image(capsys, tmp_path):
     assert code == 1
     assert error_lines(err) == [f"vmatch: error: {png}: is a still image (png), not a video; vmatch matches videos"]
     assert ref_ids(tmp_path / "bank") == ["video"]
+
+
+def test_serve_passes_allow_test_models(capsys, tmp_path, monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    for flags, allowed in (([], False), (["--allow-test-models"], True)):
+        code, _, err = cli(capsys, "serve", "--bank-root", tmp_path, "--port", "8123", *flags)
+        assert code == 0, err
+        assert seen["app"].state.vmatch.config.allow_test_models is allowed and seen["port"] == 8123

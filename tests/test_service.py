@@ -399,6 +399,13 @@ def test_import_hash_list_and_remove(main, keys, clips):
     assert [m["reference"] for m in r.json()["matches"]] == ["empty-file"]
     r = c.post("/banks/main/hashes", content="garbage only\n", headers={**ck, "Content-Type": "text/plain"})
     assert r.status_code == 400 and r.json()["error"] == "no_valid_lines"
+    # A byte order mark is dropped; a line that is not UTF-8 costs that line, not the list.
+    body = b"\xef\xbb\xbfmd5 " + b"cd" * 16 + b" bom-line\nmd5 " + b"ef" * 16 + b" caf\xe9\n"
+    r = c.post("/banks/main/hashes", content=body, headers={**ck, "Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["added"] == 1 and len(out["problems"]) == 1 and out["problems"][0].startswith("body:2: not UTF-8")
+    assert c.delete("/banks/main/references/bom-line", headers=ck).status_code == 200
     assert c.get("/banks/main/references/empty-file", headers=ck).json()["n_frames"] == 0
     r = c.delete("/banks/main/references/empty-file", headers=ck)
     assert r.status_code == 200 and r.json() == {"deleted": "empty-file"}

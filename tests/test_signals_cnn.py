@@ -171,3 +171,17 @@ def test_oversized_file_is_refused_unread(tmp_path):
     p.write_bytes(b"PK" + bytes(2000))
     with pytest.raises(UsageError, match=r"huge\.vmsig: is 2002 bytes; .* at most 1000"):
         cnn.read(p, max_bytes=1000)
+
+
+def test_corrupt_deflate_stream_is_named():
+    """A member whose compressed bytes are damaged (zlib.error inside zipfile) is a UsageError."""
+    import zipfile
+
+    data = bytearray(cnn.dumps(_emb(n=40, d=64), model={}, fps=1.0))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("features.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for i in range(start + 20, start + 60):
+        data[i] ^= 0x5A
+    with pytest.raises(UsageError, match=r"bad\.vmsig: not a readable"):
+        cnn.loads(bytes(data), source="bad.vmsig")

@@ -53,6 +53,17 @@ def _score(text: str) -> float:
     return v
 
 
+def _positive(text: str) -> float:
+    """A finite number > 0 (a limit of ``vmatch serve``: MiB, seconds)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
 def _port(text: str) -> int:
     try:
         v = int(text)
@@ -249,17 +260,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--workers", type=int, default=None, help="jobs run in parallel (default: cores, at most 4)")
     ps.add_argument("--queue-size", type=int, default=32, help="jobs that may wait for a worker; beyond: 503 + Retry-After (default 32)")
     ps.add_argument("--threads", type=int, default=None, help="CPU threads of the CNN (default: cores / workers)")
-    ps.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload, MiB (413; default 512)")
-    ps.add_argument("--max-duration", type=float, default=3600.0, help="longest video, seconds (422; default 3600)")
+    ps.add_argument("--max-upload-mb", type=_positive, default=512.0, help="largest upload, MiB (413; default 512)")
+    ps.add_argument("--max-duration", type=_positive, default=3600.0, help="longest video, seconds (422; default 3600)")
     ps.add_argument("--max-side", type=int, default=4096, help="largest frame side, pixels (422; default 4096)")
     ps.add_argument("--max-frames", type=int, default=500_000, help="most frames a video may hold (422; default 500000)")
-    ps.add_argument("--sync-max-duration", type=float, default=120.0,
+    ps.add_argument("--sync-max-duration", type=_positive, default=120.0,
                     help="mode=auto answers videos up to this many seconds in the request, longer ones with 202 + job id (default 120)")
-    ps.add_argument("--sync-wait", type=float, default=120.0, help="seconds a synchronous request waits before answering 202 (default 120)")
-    ps.add_argument("--job-timeout", type=float, default=900.0, help="time limit of one job, seconds (default 900)")
+    ps.add_argument("--sync-wait", type=_positive, default=120.0, help="seconds a synchronous request waits before answering 202 (default 120)")
+    ps.add_argument("--job-timeout", type=_positive, default=900.0, help="time limit of one job, seconds (default 900)")
     ps.add_argument("--media-root", default=None, metavar="DIR", help="allow adding references by server-side path inside DIR")
     ps.add_argument("--upload-dir", default=None, metavar="DIR", help="where uploads are streamed (default BANK_ROOT/.uploads)")
     ps.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    ps.add_argument("--allow-test-models", action="store_true",
+                    help="let POST /banks create banks of the weight-free test model fake-thumbnail (tests, demos)")
 
     pk = sub.add_parser("key", help="create, list and revoke the service's API keys")
     ksub = pk.add_subparsers(dest="key_command", metavar="ACTION")
@@ -865,6 +878,7 @@ def cmd_serve(args) -> int:
         sync_max_duration=args.sync_max_duration, sync_wait=args.sync_wait, job_timeout=args.job_timeout,
         media_root=Path(args.media_root) if args.media_root else None,
         upload_dir=Path(args.upload_dir) if args.upload_dir else None,
+        allow_test_models=args.allow_test_models,
     )
     if args.model is not None:
         opts["default_model"] = args.model

@@ -507,19 +507,21 @@ def create_app(config: ServiceConfig) -> FastAPI:
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
         up, data = await upload_text(request)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ServiceError(400, "invalid_hash_file", f"{up.display_name}: not UTF-8 text") from None
         name = up.filename or "body"
         if signal_type == "vpdq":
             from vmatch.signals.hashlist import vpdq_id_from_name
+
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise ServiceError(400, "invalid_hash_file", f"{up.display_name}: not UTF-8 text") from None
 
             rid = _ref_id(id if id is not None else (vpdq_id_from_name(up.filename) if up.filename else None), None)
             return await anyio.to_thread.run_sync(engine.import_vpdq, h, text, name, rid)
         if id is not None:
             raise ServiceError(400, "invalid_request", "id is only for signal_type=vpdq (hash lists carry their ids)")
-        return await anyio.to_thread.run_sync(engine.import_hash_list, h, text, name, signal_type)
+        # the raw bytes: a byte order mark is dropped and a line that is not UTF-8 costs that line only
+        return await anyio.to_thread.run_sync(engine.import_hash_list, h, data, name, signal_type)
 
     # -------------------------------------------------------------------------- hashing, matching, lookup
     @app.post("/hash", response_model=schemas.HashResult, tags=["hashing"],

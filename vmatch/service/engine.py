@@ -499,7 +499,7 @@ def _load_signal(data: bytes, name: str):
         raise UsageError(f"{name}: not a readable {cnn.FORMAT} file (its compressed data is corrupt: {e})") from e
 
 
-def import_hash_list(handle: BankHandle, text: str, name: str, signal_type: str | None) -> dict:
+def import_hash_list(handle: BankHandle, text: str | bytes, name: str, signal_type: str | None) -> dict:
     from vmatch.signals.hashlist import parse_hash_lines
 
     rows, problems = parse_hash_lines(text, signal_type, with_id=True, source=name)

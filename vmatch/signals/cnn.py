@@ -22,6 +22,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,8 @@ def _read_members(data: bytes, source: str, max_bytes: int) -> dict[str, np.ndar
                     out[m] = _read_npy(f, info.file_size, allowed=_DTYPES[m])
             except UsageError as e:
                 raise UsageError(f"{source}: {m}: {e}") from None
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
+                    zlib.error) as e:  # zlib.error: a corrupt deflate stream
                 raise UsageError(f"{source}: not a readable {FORMAT} file ({m}: {e})") from e
     return out
 
