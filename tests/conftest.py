@@ -215,3 +215,17 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, match_set: MatchSet) ->
     out["empty_dir"] = (empty_dir, "no video files")
     out["missing"] = (d / "does_not_exist.mp4", "does not exist")
     return out
+
+
+# ------------------------------------------------------------------ the command line, in-process
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run ``vmatch ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    from vmatch.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -24,24 +24,13 @@ import numpy as np
 import pytest
 
 import vmatch.bank as bank_mod
-from conftest import scene_clip, write_clip
+from conftest import cli, scene_clip, write_clip
 from vmatch.bank import INDEX_RECORD_KEY, LOCK_NAME, Bank
 from vmatch.cli import main
 from vmatch.embed import FakeEmbedder
 from vmatch.errors import BankError
 
 FAKE = FakeEmbedder().spec
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``vmatch ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_error_line(err: str, *words: str) -> str:

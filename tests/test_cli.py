@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MATCH_REFERENCES, MatchSet, scene_clip, write_clip
+from conftest import MATCH_REFERENCES, MatchSet, cli, scene_clip, write_clip
 from vmatch.bank import Bank
 from vmatch.cli import main
 from vmatch.decode import sha256_file
@@ -30,17 +30,6 @@ from vmatch.types import VideoEmbedding
 
 SEGMENT_KEYS = {"query_start", "query_end", "reference_start", "reference_end", "score"}
 STEP = 1.0 + 1e-6  # one sampling step at 1 frame per second
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``vmatch ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli_sub(*args, cwd=None, timeout=180) -> subprocess.CompletedProcess:

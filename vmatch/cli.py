@@ -31,37 +31,30 @@ def _err(msg: str) -> None:
     print(f"vmatch: error: {msg}", file=sys.stderr, flush=True)
 
 
-def _fps(text: str) -> float:
+def _number(text: str, ok, requirement: str) -> float:
+    """``text`` as a float for which ``ok`` holds, else argparse's error saying ``requirement``."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (0 < v <= 120):
-        raise argparse.ArgumentTypeError("must be > 0 and <= 120 frames per second")
+    if not (math.isfinite(v) and ok(v)):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
     return v
+
+
+def _fps(text: str) -> float:
+    return _number(text, lambda v: 0 < v <= 120, "> 0 and <= 120 frames per second")
 
 
 def _score(text: str) -> float:
     """A score bound (``--threshold``, ``--min-score``): a finite number within [-1, 1], the range
     of the scores vmatch reports (NaN or 1e400 would print as NaN/Infinity, which is not JSON)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v) or not -1.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a finite number within [-1, 1], got {text!r}")
-    return v
+    return _number(text, lambda v: -1.0 <= v <= 1.0, "a finite number within [-1, 1]")
 
 
 def _positive(text: str) -> float:
     """A finite number > 0 (a limit of ``vmatch serve``: MiB, seconds)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
+    return _number(text, lambda v: v > 0, "a finite number > 0")
 
 
 def _port(text: str) -> int:
