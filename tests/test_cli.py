@@ -149,7 +149,7 @@ def test_text_table_names_reference_and_times(capsys, cli_bank, match_set):
         assert _mmss(t) in line, (t, line)
     assert _mmss(seg["query_start"]) == "0:08.0" and _mmss(seg["reference_start"]) == "0:05.0"
     # A query without any match says so.
-    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--min-score", "5", q)
+    code, out, _ = cli(capsys, "match", "--bank", cli_bank, "--min-score", "1", q)
     assert code == 0 and "no match" in out and "ref_bravo" not in out
 
 

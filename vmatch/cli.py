@@ -52,11 +52,6 @@ def _score(text: str) -> float:
     return _number(text, lambda v: -1.0 <= v <= 1.0, "a finite number within [-1, 1]")
 
 
-def _positive(text: str) -> float:
-    """A finite number > 0 (a limit of ``vmatch serve``: MiB, seconds)."""
-    return _number(text, lambda v: v > 0, "a finite number > 0")
-
-
 def _port(text: str) -> int:
     try:
         v = int(text)
@@ -253,14 +248,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--workers", type=int, default=None, help="jobs run in parallel (default: cores, at most 4)")
     ps.add_argument("--queue-size", type=int, default=32, help="jobs that may wait for a worker; beyond: 503 + Retry-After (default 32)")
     ps.add_argument("--threads", type=int, default=None, help="CPU threads of the CNN (default: cores / workers)")
-    ps.add_argument("--max-upload-mb", type=_positive, default=512.0, help="largest upload, MiB (413; default 512)")
-    ps.add_argument("--max-duration", type=_positive, default=3600.0, help="longest video, seconds (422; default 3600)")
+    ps.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload, MiB (413; default 512)")
+    ps.add_argument("--max-duration", type=float, default=3600.0, help="longest video, seconds (422; default 3600)")
     ps.add_argument("--max-side", type=int, default=4096, help="largest frame side, pixels (422; default 4096)")
     ps.add_argument("--max-frames", type=int, default=500_000, help="most frames a video may hold (422; default 500000)")
-    ps.add_argument("--sync-max-duration", type=_positive, default=120.0,
+    ps.add_argument("--sync-max-duration", type=float, default=120.0,
                     help="mode=auto answers videos up to this many seconds in the request, longer ones with 202 + job id (default 120)")
-    ps.add_argument("--sync-wait", type=_positive, default=120.0, help="seconds a synchronous request waits before answering 202 (default 120)")
-    ps.add_argument("--job-timeout", type=_positive, default=900.0, help="time limit of one job, seconds (default 900)")
+    ps.add_argument("--sync-wait", type=float, default=120.0, help="seconds a synchronous request waits before answering 202 (default 120)")
+    ps.add_argument("--job-timeout", type=float, default=900.0, help="time limit of one job, seconds (default 900)")
     ps.add_argument("--media-root", default=None, metavar="DIR", help="allow adding references by server-side path inside DIR")
     ps.add_argument("--upload-dir", default=None, metavar="DIR", help="where uploads are streamed (default BANK_ROOT/.uploads)")
     ps.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -864,6 +859,8 @@ def cmd_serve(args) -> int:
         from vmatch.service import ServiceConfig, create_app
     except ImportError as e:
         raise UsageError(f"the service needs FastAPI and uvicorn: pip install 'vmatch[serve]' ({e})") from e
+    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):  # the other limits: ServiceConfig
+        raise UsageError(f"--max-upload-mb must be a finite number > 0, got {args.max_upload_mb}")
     opts = dict(
         bank_root=Path(args.bank_root), device=args.device, fps=args.fps, queue_size=args.queue_size,
         torch_threads=args.threads, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),

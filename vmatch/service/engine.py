@@ -487,16 +487,11 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
 
 
 def _load_signal(data: bytes, name: str):
-    """The embedding of a ``.vmsig``; UsageError for any file it cannot read. cnn.loads names most
-    problems; a corrupt deflate stream still escapes it as ``zlib.error`` (then a 500 here)."""
-    import zlib
-
+    """The embedding of a ``.vmsig``; cnn.loads raises a UsageError naming the file for anything
+    it cannot read (corrupt deflate streams included)."""
     from vmatch.signals import cnn
 
-    try:
-        return cnn.loads(data, source=name)[0]
-    except zlib.error as e:
-        raise UsageError(f"{name}: not a readable {cnn.FORMAT} file (its compressed data is corrupt: {e})") from e
+    return cnn.loads(data, source=name)[0]
 
 
 def import_hash_list(handle: BankHandle, text: str | bytes, name: str, signal_type: str | None) -> dict:

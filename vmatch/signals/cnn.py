@@ -140,8 +140,9 @@ def _read_members(data: bytes, source: str, max_bytes: int) -> dict[str, np.ndar
                     out[m] = _read_npy(f, info.file_size, allowed=_DTYPES[m])
             except UsageError as e:
                 raise UsageError(f"{source}: {m}: {e}") from None
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
-                    zlib.error) as e:  # zlib.error: a corrupt deflate stream
+            except zlib.error as e:
+                raise UsageError(f"{source}: not a readable {FORMAT} file ({m}: compressed data is corrupt: {e})") from e
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
                 raise UsageError(f"{source}: not a readable {FORMAT} file ({m}: {e})") from e
     return out
 
