@@ -349,6 +349,21 @@ def test_calibration_read_beside_projection(tmp_path: Path) -> None:
         load_calibration(spec, models_dir=tmp_path)
 
 
+def test_missing_calibration_is_refused_not_guessed(tmp_path: Path) -> None:
+    """A model with a projection whose artifact carries no calibration has no meaningful threshold:
+    calibration_for refuses it (it used to fall back to 0.15 silently); the calibrated artifact works."""
+    from vmatch.pipeline import calibration_for
+
+    spec = unchecked_default_spec()
+    path = write_projection(tmp_path)
+    with pytest.raises(ModelError, match=r"holds no calibration .* refit it with"):
+        calibration_for(TorchEmbedder(spec, device="cpu", models_dir=tmp_path))
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    np.savez(path, **arrays, background=np.eye(4, 256, dtype=np.float16), threshold=np.float32(0.42))
+    assert calibration_for(TorchEmbedder(spec, device="cpu", models_dir=tmp_path)).threshold == pytest.approx(0.42)
+
+
 def test_make_embedder(tmp_path: Path) -> None:
     fake = FakeEmbedder(input_size=(32, 48), dim=16, seed=7)
     stored = ModelSpec.from_json(fake.spec.to_json())  # as a bank reads it back

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from vmatch.align import AlignParams, align_pair
-from vmatch.errors import DecodeError, UsageError, VmatchError
+from vmatch.errors import DecodeError, ModelError, UsageError, VmatchError
 from vmatch.types import Match, MatchReport, Segment, VideoEmbedding
 
 log = logging.getLogger(__name__)
@@ -330,10 +330,17 @@ def calibration_for(embedder) -> ModelCalibration:
     cached = getattr(embedder, "_vmatch_calibration", None)
     if cached is not None:
         return cached
-    from vmatch.models import load_calibration
+    from vmatch.models import FIT_PROJECTION_COMMAND, load_calibration, projection_path
 
-    cal = load_calibration(embedder.spec)
-    if cal is None:
+    models_dir = getattr(embedder, "models_dir", None)
+    cal = load_calibration(embedder.spec, models_dir=models_dir)
+    if cal is None and embedder.spec.projection:
+        # A bank model without its calibration has no meaningful threshold: refuse, never guess.
+        raise ModelError(
+            f"{projection_path(embedder.spec, models_dir=models_dir)}: holds no calibration (background set and "
+            f"threshold) for model {embedder.spec.name!r}; refit it with `{FIT_PROJECTION_COMMAND}`"
+        )
+    if cal is None:  # a model without projection (the fake test embedder, the raw fitting model)
         from vmatch.synth import uninformative_frames
 
         frames = uninformative_frames(tuple(embedder.spec.input_size))
@@ -348,7 +355,8 @@ def calibration_for(embedder) -> ModelCalibration:
     return cal
 
 
-#: Threshold used with a model that ships no calibration (e.g. the fake test embedder).
+#: Threshold used with a model that has no projection artifact, hence no calibration (the fake
+#: test embedder, the raw fitting model); a model with a projection must carry its calibration.
 DEFAULT_UNCALIBRATED_THRESHOLD = 0.15
 
 
