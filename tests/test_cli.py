@@ -253,7 +253,7 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     code, _, err = cli(capsys, "index", "--bank", tmp_path / "b3", "--device", "cpu", "--fast", src)
     assert code == 0, err
     assert seen == [(0.5, 2.0, True, "fp32"), (1.0, 8.0, True, "fp32"), (0.5, 2.0, True, "bf16")]
-    code, _, err = cli(capsys, "index", "--bank", tmp_path / "b4", "--fast", "--ray", "local", src)
+    code, _, err = cli(capsys, "index", "--bank", tmp_path / "b4", "--fast", "--ray-address", "local", src)
     assert code == 2 and "--ray" in err
     assert dict(FAST_REFERENCE_MODE) == {"fps": 0.5, "keyframe_gop": 2.0, "skip_nonref": True, "skip_loop_filter": True}
 
@@ -843,3 +843,14 @@ def test_serve_passes_allow_test_models(capsys, tmp_path, monkeypatch):
         code, _, err = cli(capsys, "serve", "--bank-root", tmp_path, "--port", "8123", *flags)
         assert code == 0, err
         assert seen["app"].state.vmatch.config.allow_test_models is allowed and seen["port"] == 8123
+
+
+def test_ray_flag_never_takes_the_path_after_it():
+    """`--ray` is a flag: `index --bank b --ray known_videos/` indexes known_videos/ (the README's
+    example); the cluster is named with --ray-address."""
+    from vmatch.cli import _build_parser
+
+    args = _build_parser().parse_args(["index", "--bank", "b", "--ray", "known_videos/"])
+    assert args.ray is True and args.paths == ["known_videos/"] and args.ray_address is None
+    args = _build_parser().parse_args(["match", "--bank", "b", "--ray-address", "local", "--json", "q.mp4"])
+    assert args.ray_address == "local" and args.paths == ["q.mp4"]

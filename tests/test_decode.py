@@ -542,3 +542,12 @@ def test_make_demo_set(tmp_path: Path) -> None:
     assert (truth.reference_start, truth.reference_end) == (5.0, 13.0)
     assert probe(demo.query).duration == pytest.approx(19.0, abs=0.05)
     assert probe(demo.negative_query).duration == pytest.approx(10.0, abs=0.05)
+
+
+def test_decode_error_survives_pickling() -> None:
+    """A DecodeError raised in a Ray task reaches the driver as itself (a lost-worker retry before)."""
+    import pickle
+
+    e = pickle.loads(pickle.dumps(DecodeError("clips/a.mp4", "is an empty file")))
+    assert isinstance(e, DecodeError) and (e.path, e.reason, str(e)) == ("clips/a.mp4", "is an empty file",
+                                                                          "clips/a.mp4: is an empty file")

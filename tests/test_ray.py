@@ -219,13 +219,13 @@ def test_cli_index_and_match_with_ray_same_output(ray_cluster, ref_videos, tmp_p
     for name in ("local", "dist"):
         _fake_bank(tmp_path / name).close()
     assert main(["index", "--bank", str(tmp_path / "local"), *map(str, refs)]) == 0
-    assert main(["index", "--bank", str(tmp_path / "dist"), "--ray", cluster.address, *map(str, refs)]) == 0
+    assert main(["index", "--bank", str(tmp_path / "dist"), "--ray-address", cluster.address, *map(str, refs)]) == 0
     _assert_same_banks(tmp_path / "local", tmp_path / "dist")
     capsys.readouterr()
     args = ["--json", "--min-score", "0", str(q1), str(missing), str(q2)]
     assert main(["match", "--bank", str(tmp_path / "local"), *args]) == 1
     local_out = capsys.readouterr().out
-    assert main(["match", "--bank", str(tmp_path / "local"), "--ray", cluster.address, *args]) == 1
+    assert main(["match", "--bank", str(tmp_path / "local"), "--ray-address", cluster.address, *args]) == 1
     ray_out = capsys.readouterr().out
     # stdout is the reports and nothing else (the in-process test cluster can print a raylet
     # warning under load: `match --ray` sends what Ray prints to stderr).
@@ -233,6 +233,47 @@ def test_cli_index_and_match_with_ray_same_output(ray_cluster, ref_videos, tmp_p
     rows = [json.loads(x) for x in local_out.splitlines()]
     assert [r["query"] for r in rows] == [str(missing), str(q1), str(q2)]  # unreadable paths first, as locally
     assert "error" in rows[0] and rows[1]["matches"][0]["reference"] == "ray_ref_1"
+
+
+def _readme_commands(prefix: str) -> list[list[str]]:
+    """The README's command lines that start with ``prefix``, split as a shell would (a trailing
+    ``> FILE`` redirection dropped: the test reads stdout itself)."""
+    import shlex
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    lines = [line.split("#", 1)[0].strip() for line in readme.read_text().splitlines()]
+    out = [shlex.split(line.split(">", 1)[0]) for line in lines if line.startswith(prefix)]
+    assert out, f"no `{prefix}` line in README.md"
+    return out
+
+
+def test_readme_ray_commands_run_as_written(ray_cluster, ref_videos, tmp_path, monkeypatch, capsys):
+    """"A local cluster" of the README's Ray section, its `vmatch index` and `vmatch match` lines
+    exactly as written (`--ray` is followed by the paths): the cluster comes from $RAY_ADDRESS, as
+    the README says, and the reports equal those of a local run."""
+    cluster, _ = ray_cluster
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    (index_cmd,) = _readme_commands("vmatch index --bank refs_bank --ray ")
+    (match_cmd,) = _readme_commands("vmatch match --bank refs_bank --ray ")
+    videos, uploads = tmp_path / index_cmd[-1], tmp_path / match_cmd[-1]
+    videos.mkdir()
+    for f in sorted(ref_videos.values())[:3]:
+        (videos / f.name).write_bytes(f.read_bytes())
+    frames = np.concatenate([synth.scene_frames(4100, width=64, height=48, n_frames=30, fps=10.0),
+                             synth.scene_frames(3001, width=64, height=48, n_frames=40, fps=10.0)])
+    synth.write_video(uploads / "u1.mp4", frames, fps=10, codec="mpeg4")
+    _fake_bank(tmp_path / "refs_bank").close()  # the fake model: the README's commands on a small bank
+    assert main(index_cmd[1:]) == 0
+    with Bank.open(tmp_path / "refs_bank") as bank:
+        assert sorted(r.reference for r in bank.list()) == sorted(f.stem for f in videos.iterdir())
+    capsys.readouterr()
+    assert main(match_cmd[1:]) == 0
+    ray_out = capsys.readouterr().out
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert main([a for a in match_cmd[1:] if a != "--ray"]) == 0
+    assert ray_out == capsys.readouterr().out
+    assert json.loads(ray_out)["matches"][0]["reference"] == "ray_ref_1"
 
 
 def test_without_ray_flag_ray_is_never_imported(ref_videos, tmp_path):
@@ -262,7 +303,7 @@ def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path, capsys
     files = sorted(ref_videos.values())
     local = _local_bank(tmp_path / "local", files, FakeEmbedder())
     ShardedBank.open(tmp_path / "sh", create=True, n_shards=3, model=FakeEmbedder().spec).close()
-    assert main(["index", "--bank", str(tmp_path / "sh"), "--ray", cluster.address, *map(str, files)]) == 0
+    assert main(["index", "--bank", str(tmp_path / "sh"), "--ray-address", cluster.address, *map(str, files)]) == 0
     with ShardedBank.open(tmp_path / "sh") as sh, Bank.open(local) as one:
         for i, b in enumerate(sh.shards):
             assert all(shard_of(r.reference, 3) == i for r in b.list())
@@ -274,7 +315,7 @@ def test_index_sharded_bank_on_cluster(ray_cluster, ref_videos, tmp_path, capsys
     capsys.readouterr()
     assert main(["match", "--bank", str(local), "--json", "--min-score", "0", *queries]) == 0
     local_out = capsys.readouterr().out
-    assert main(["match", "--bank", str(tmp_path / "sh"), "--ray", cluster.address, "--json", "--min-score", "0",
+    assert main(["match", "--bank", str(tmp_path / "sh"), "--ray-address", cluster.address, "--json", "--min-score", "0",
                  *queries]) == 0
     assert capsys.readouterr().out == local_out
     assert json.loads(local_out.splitlines()[0])["matches"][0]["reference"] == files[2].stem
@@ -331,7 +372,7 @@ def test_cli_ray_local_starts_and_stops_its_own_cluster(ray_cluster, ref_videos,
     """`--ray local`: a private local Ray instance for the run, shut down afterwards."""
     _fake_bank(tmp_path / "b").close()
     files = [str(f) for f in sorted(ref_videos.values())[:2]]
-    assert main(["index", "--bank", str(tmp_path / "b"), "--ray", "local", *files]) == 0
+    assert main(["index", "--bank", str(tmp_path / "b"), "--ray-address", "local", *files]) == 0
     assert not ray.is_initialized()
     with Bank.open(tmp_path / "b") as bank:
         assert len(bank.list()) == 2

@@ -138,7 +138,12 @@ def _build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--shard", type=int, default=None, metavar="I",
                     help="sharded bank: index only the files whose reference belongs to shard I "
                     "(to build the shards independently, e.g. one process or machine each)")
-    pi.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run on a Ray cluster: decode on CPU tasks, embed on actors (GPU when the cluster has GPUs). ADDRESS: HOST:PORT or ray://HOST:PORT of an existing cluster, 'auto' (an existing cluster), 'local' (a new local one); without ADDRESS: $RAY_ADDRESS or the cluster `ray start` started on this machine, else a new local one. Needs `pip install 'vmatch[ray]'`")
+    pi.add_argument("--ray", action="store_true", help="run on a Ray cluster: decode on CPU tasks, embed on actors "
+                    "(GPU when the cluster has GPUs): $RAY_ADDRESS or the cluster `ray start` started on this machine, "
+                    "else a new local one (or --ray-address). Needs `pip install 'vmatch[ray]'`")
+    pi.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                    help="the cluster for --ray (implies it): HOST:PORT or ray://HOST:PORT of an existing cluster, "
+                    "'auto' (an existing cluster), 'local' (a new local one)")
     pi.add_argument("--ray-actors", type=int, default=None, metavar="N",
                     help="with --ray: embedding actors (default: one per GPU, else one per 2 CPUs)")
     pi.add_argument("--no-wait", action="store_true",
@@ -156,8 +161,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--search-device", default="cpu", metavar="DEVICE",
                     help="where frame search runs: cpu (default) or cuda[:N] (exact, on the GPU; needs the gpu extra, "
                          "faiss-gpu in place of faiss-cpu)")
-    pm.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+    pm.add_argument("--ray", action="store_true",
                     help="match on a Ray cluster (queries decoded and embedded on the cluster; same output); see index --ray")
+    pm.add_argument("--ray-address", default=None, metavar="ADDRESS", help="the cluster for --ray (implies it); see index")
     pm.add_argument("--ray-actors", type=int, default=None, metavar="N", help="with --ray: embedding actors")
 
     ph = sub.add_parser(
@@ -935,6 +941,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if getattr(args, "workers", None) is not None and args.workers < 0:
         parser.error("--workers must be >= 0")
+    if hasattr(args, "ray"):  # from here on: None (no Ray), "" (the default cluster) or the address
+        args.ray = args.ray_address if args.ray_address is not None else ("" if args.ray else None)
     if hasattr(args, "fps") and args.fps is None:
         if getattr(args, "fast", False):
             from vmatch.pipeline import FAST_REFERENCE_MODE

@@ -310,6 +310,12 @@ class RayIndexSummary(IndexSummary):
     windows: int = 0  # decode windows of the videos stored (1 per video unless longer than chunk_frames)
 
 
+def _remote_path(path: str | os.PathLike) -> str:
+    """The path a task on another process (or node) opens: absolute, since its working directory
+    is not the driver's (the README's `vmatch index --ray known_videos/` names relative paths)."""
+    return os.path.abspath(os.fspath(path))
+
+
 class RayEngine:
     """Decode + embed on a Ray cluster for one model; index into or match against a bank.
 
@@ -403,7 +409,7 @@ class RayEngine:
         The last window runs to the end of the file (the header's duration may be short)."""
         size = tuple(self.spec.input_size)
         dref = self._decode.remote(
-            str(job.path), size, fps, BLANK_STD, start_index=window * (chunk or 0),
+            _remote_path(job.path), size, fps, BLANK_STD, start_index=window * (chunk or 0),
             max_frames=None if last else chunk,
             digests=digests, vpdq=vpdq, vpdq_variants=variants,
         )
@@ -411,9 +417,16 @@ class RayEngine:
         self._load[job.actor] += 1
         return self._actors[job.actor].embed.remote(dref, job.ref_id)
 
-    def _classify(self, exc: BaseException) -> str | None:
-        """The message of an input's own failure (not retried), or None for a system failure
-        (a dead worker, actor or node: retried)."""
+    def _classify(self, exc: BaseException, path: Path) -> str | None:
+        """The message of an input's own failure (not retried), naming ``path`` as the user gave
+        it, or None for a system failure (a dead worker, actor or node: retried)."""
+        msg = self._cause(exc)
+        remote = _remote_path(path)
+        if msg is not None and msg.startswith(remote + ":") and remote != str(path):
+            msg = str(path) + msg[len(remote):]
+        return msg
+
+    def _cause(self, exc: BaseException) -> str | None:
         ray = self._ray
         if isinstance(exc, ray.exceptions.RayTaskError):
             cause = getattr(exc, "cause", None)
@@ -477,7 +490,7 @@ class RayEngine:
         def submit(task: _Task) -> None:
             job = task.job
             if task.window < 0:
-                inflight[self._digest.remote(str(job.path))] = task
+                inflight[self._digest.remote(_remote_path(job.path))] = task
                 return
             windowed = job.windows > 1
             ref = self._submit_embed(job, fps=fps, digests=False, vpdq=vpdq and task.window == 0, variants=False,
@@ -515,7 +528,7 @@ class RayEngine:
                 try:
                     value = ray.get(ready[0])
                 except Exception as e:  # noqa: BLE001 - sorted below: the input's fault or the cluster's
-                    msg = self._classify(e)
+                    msg = self._classify(e, job.path)
                     if job.failed:
                         pass
                     elif msg is not None:
@@ -610,7 +623,7 @@ class RayEngine:
             try:
                 value: EmbeddedVideo = ray.get(ready[0])
             except Exception as e:  # noqa: BLE001
-                msg = self._classify(e)
+                msg = self._classify(e, job.path)
                 if msg is None and job.attempt < self.options.max_retries:
                     job.attempt += 1
                     submit(job)

@@ -21,6 +21,11 @@ class DecodeError(VmatchError, ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Rebuilt from its two fields when it crosses a process boundary (a Ray task): the
+        # default would call DecodeError(message) and fail, and Ray would see a lost worker.
+        return (type(self), (self.path, self.reason))
+
 
 class ModelError(VmatchError):
     """The embedding model cannot be built: missing weights package, bad artifact, checksum mismatch."""
