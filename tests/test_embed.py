@@ -349,6 +349,21 @@ def test_calibration_read_beside_projection(tmp_path: Path) -> None:
         load_calibration(spec, models_dir=tmp_path)
 
 
+def test_artifacts_come_from_the_installed_package() -> None:
+    """The model artifacts are package data (vmatch.artifacts, the repository's models/), found
+    through importlib.resources, so an installed wheel carries them (.ci/run runs the demo from one)."""
+    from importlib.resources import files
+
+    from vmatch.models import default_models_dir
+
+    shipped = Path(str(files("vmatch.artifacts")))
+    assert default_models_dir() == shipped
+    for name in list_models():
+        spec = get_model_spec(name)
+        if spec.projection:
+            assert (shipped / spec.projection).is_file(), spec.projection
+
+
 def test_missing_calibration_is_refused_not_guessed(tmp_path: Path) -> None:
     """A model with a projection whose artifact carries no calibration has no meaningful threshold:
     calibration_for refuses it (it used to fall back to 0.15 silently); the calibrated artifact works."""

@@ -273,11 +273,22 @@ def get_model_spec(name: str = DEFAULT_MODEL) -> ModelSpec:
 
 
 def default_models_dir() -> Path:
-    """The repository's ``models/`` folder (next to the ``vmatch`` package).
+    """The folder of the shipped model artifacts.
 
-    Returns:
-        Its path (it may not exist in an installed copy; pass ``models_dir`` explicitly then).
+    The repository's ``models/`` folder is installed as the package ``vmatch.artifacts``
+    (``pyproject.toml``), read through :mod:`importlib.resources`: in a wheel it is
+    ``site-packages/vmatch/artifacts``, in an editable install the checkout's ``models/``. A
+    checkout used without installing (``PYTHONPATH``) has no such package: then ``models/`` next
+    to the ``vmatch`` package.
     """
+    from importlib.resources import files
+
+    try:
+        found = Path(str(files("vmatch.artifacts")))
+    except ModuleNotFoundError:
+        found = None
+    if found is not None and found.is_dir():
+        return found
     return Path(__file__).resolve().parent.parent / "models"
 
 
