@@ -194,6 +194,21 @@ def test_sparse_sampling_never_loses_a_short_clip(tmp_path, workers):
     assert DENSE_FPS == 1.0 and np.allclose(got, [1.0])
 
 
+def test_sample_video_has_the_same_dense_pass(tmp_path):
+    """sample_video (what Ray's decode tasks run) samples the clip of the test above like the local
+    flow: its one black sample at 0.5 frame/s is replaced by the frames at 1 frame/s."""
+    from vmatch.pipeline import SampleCounts, content_frames, sample_video
+
+    fps = 10
+    clip = scene_clip(3102, 0, 0.6, fps=fps)
+    leader = np.concatenate([synth.black_frames(fps, clip.shape[2], clip.shape[1]), clip])
+    short = write_clip(tmp_path / "short.mp4", leader, fps=fps)
+    local = [t for t, _ in content_frames(short, SampleCounts(), fps=0.5, size=(64, 64))]
+    sampled = sample_video(short, size=(64, 64), fps=0.5)
+    assert np.allclose(sampled.timestamps, local) and np.allclose(local, [1.0])
+    assert len(sampled.frames) == 1 and sampled.n_blank == 1
+
+
 def test_keyframe_gop_is_checked(tmp_path, files):
     with _bank(tmp_path / "b", FakeEmbedder()) as bank, pytest.raises(UsageError, match="keyframe_gop"):
         index_videos(bank, files[:1], keyframe_gop=-1)

@@ -281,6 +281,11 @@ def sample_video(
         frames.append(rgb)
     if n_seen == 0 and start_index == 0:
         raise DecodeError(str(p), "no decodable video frames")
+    if n_seen and not frames and fps < DENSE_FPS and start_index == 0 and max_frames is None:
+        # The dense pass of content_frames: a whole file whose sparse samples are all blank is
+        # sampled again at the default rate, so that Ray below 1 frame/s loses no file the local
+        # flow keeps. (A file decoded in windows is long: its windows are not re-sampled.)
+        return sample_video(p, size=size, fps=DENSE_FPS, blank_std=blank_std)
     arr = np.stack(frames) if frames else np.zeros((0, size[1], size[0], 3), np.uint8)
     return SampledVideo(np.asarray(times, np.float64), arr, _duration(info, last_t, fps), len(blank_times),
                         np.asarray(blank_times, np.float64))
