@@ -514,8 +514,8 @@ def test_serve_with_a_bad_option_exits_2_with_one_line(tmp_path, flags, words):
 
 # ------------------------------------------------------------------------------------------ headers, caps
 def test_mp4_frame_size_reads_the_declared_size_within_bounds(media, tmp_path, monkeypatch):
-    from vmatch.service import headers
-    from vmatch.service.headers import MAX_BOXES, mp4_frame_size
+    from vmatch import headers
+    from vmatch.headers import MAX_BOXES, mp4_frame_size
 
     assert mp4_frame_size(media["h264"]) == (160, 90)
     assert mp4_frame_size(media["vp9"]) is None and mp4_frame_size(media["png"]) is None

@@ -353,8 +353,10 @@ def _open_failure(name: str, exc: BaseException) -> str:
     """The reason FFmpeg could not open ``name``. A header that declares an impossible frame size
     is refused by FFmpeg with an odd errno (EBUSY, EINVAL) and the size only goes to its log,
     which vmatch never captures (PyAV's log callback deadlocks threaded decoding); so the size is
-    read from the header itself where the format is simple (YUV4MPEG2, PNG)."""
-    declared = _declared_frame_size(name)
+    read from the header itself (:mod:`vmatch.headers`)."""
+    from vmatch.headers import declared_frame_size
+
+    declared = declared_frame_size(name)
     if declared is not None:
         w, h = declared
         try:
@@ -365,23 +367,6 @@ def _open_failure(name: str, exc: BaseException) -> str:
         return ("cannot be opened as a video: FFmpeg refused its stream parameters (an impossible value in its "
                 "header, such as an oversized frame size); the file is corrupt or unsupported")
     return f"cannot be opened as a video ({_describe(exc)}); the file is corrupt or unsupported"
-
-
-def _declared_frame_size(name: str) -> tuple[int, int] | None:
-    """Width and height from a YUV4MPEG2 or PNG header, else None."""
-    try:
-        with open(name, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return None
-    if head.startswith(b"YUV4MPEG2 "):
-        fields = head.split(b"\n", 1)[0].split()[1:]
-        size = {f[:1]: f[1:] for f in fields if f[:1] in (b"W", b"H")}
-        if size.get(b"W", b"").isdigit() and size.get(b"H", b"").isdigit():
-            return int(size[b"W"]), int(size[b"H"])
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return None
 
 
 @contextmanager

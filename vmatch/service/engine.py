@@ -31,7 +31,7 @@ from vmatch.bank import DB_NAME, Bank
 from vmatch.errors import UsageError, VmatchError
 from vmatch.service.config import ServiceConfig
 from vmatch.service.errors import ServiceError, from_vmatch
-from vmatch.service.headers import mp4_frame_size
+from vmatch.headers import mp4_frame_size
 from vmatch.service.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """Frame sizes declared by container headers, read without FFmpeg.
 
-Why: an MP4/QuickTime file may declare frames FFmpeg refuses to allocate (e.g. 16384x16384). FFmpeg
-then opens the stream with width and height 0 and says the size only in its log, and the service
-never installs PyAV's log callback (with it, FFmpeg's decoder threads deadlock against the GIL;
-issue 17). So the service reads the size the file declares from its ``stsd`` sample description,
-to refuse it with the size named (422 ``resolution_too_large``) before any decoding.
+Why: a file may declare frames FFmpeg refuses to allocate (e.g. 16384x16384 or 100000x100000).
+FFmpeg then fails to open it with a bare errno (YUV4MPEG2, PNG) or opens the stream with width and
+height 0 (MP4/QuickTime), and says the size only in its log; vmatch never installs PyAV's log
+callback (with it, FFmpeg's decoder threads deadlock against the GIL; issue 17). So the size the
+file declares is read here, for :mod:`vmatch.decode` and the service to name it.
 
 Bounded work: top-level boxes are skipped by seeking, at most :data:`MAX_BOXES` boxes are visited,
 and only the first few dozen bytes of a video track's sample description are read.
@@ -85,6 +85,28 @@ def _track_frame_size(r: _Reader, start: int, end: int) -> tuple[int, int] | Non
     if entry + _ENTRY_SIZE_OFFSET + 4 > box[1] or len(raw) < 4:
         return None
     return struct.unpack(">HH", raw)
+
+
+def declared_frame_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(width, height)`` a YUV4MPEG2, PNG or MP4/QuickTime header declares, else None."""
+    return _simple_frame_size(path) or mp4_frame_size(path)
+
+
+def _simple_frame_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """Width and height from a YUV4MPEG2 or PNG header (their first bytes), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if head.startswith(b"YUV4MPEG2 "):
+        fields = head.split(b"\n", 1)[0].split()[1:]
+        size = {f[:1]: f[1:] for f in fields if f[:1] in (b"W", b"H")}
+        if size.get(b"W", b"").isdigit() and size.get(b"H", b"").isdigit():
+            return int(size[b"W"]), int(size[b"H"])
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
 
 
 def mp4_frame_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
