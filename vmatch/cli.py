@@ -855,7 +855,7 @@ def cmd_list(args) -> int:
 def cmd_demo(args) -> int:
     from vmatch.demo import run_demo
 
-    return run_demo(args)
+    return run_demo(args, main)
 
 
 def cmd_serve(args) -> int:

@@ -16,11 +16,16 @@ import io
 import json
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def run_demo(args) -> int:
-    from vmatch.cli import main as cli_main
+def run_demo(args, cli_main: Callable[[Sequence[str]], int]) -> int:
+    """Run the demo with ``args`` (the parsed ``vmatch demo`` options), driving ``cli_main``.
+
+    ``cli_main`` is the CLI's entry point (``vmatch.cli.main``), passed by the CLI itself: the demo
+    runs the commands a user would type, and the CLI, the layer above, owns them.
+    """
     from vmatch.synth import make_demo_set
 
     with contextlib.ExitStack() as stack:
