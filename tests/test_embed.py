@@ -583,3 +583,28 @@ def test_cpu_bf16_embeddings_stay_close_to_fp32(images: np.ndarray) -> None:
     assert not np.array_equal(a, b)
     assert cos.min() > 0.97
     assert np.all(np.argmax(a @ b.T, axis=1) == np.arange(len(images)))
+
+
+def test_embedder_threads_are_a_request_not_a_global_setting():
+    """Constructing a TorchEmbedder leaves torch's thread count alone (issue 15); its ``threads``
+    apply while it embeds and the caller's count is back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        emb = TorchEmbedder(RAW_SPEC_NO_TTA, device="cpu", batch_size=8, threads=1)
+        assert torch.get_num_threads() == 2
+        seen = []
+        real = emb._pooled_batch
+
+        def spy(chunk):
+            seen.append(torch.get_num_threads())
+            return real(chunk)
+
+        emb._pooled_batch = spy
+        emb.embed(np.zeros((2, *RAW_SPEC_NO_TTA.input_size, 3), dtype=np.uint8))
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

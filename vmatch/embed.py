@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import platform
@@ -38,6 +39,7 @@ from vmatch.models import (
     get_model_spec,
     load_projection,
 )
+from vmatch.threads import torch_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -278,7 +280,10 @@ class TorchEmbedder:
             device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
             batch_size: Frames per forward pass (8-32 is as fast as larger on CPU).
             models_dir: Folder holding the projection artifact; ``None`` means the repository's ``models/``.
-            threads: If given, ``torch.set_num_threads(threads)`` (process-wide torch setting).
+            threads: If given, torch threads while this embedder runs its network (a request to
+                :func:`vmatch.threads.torch_threads` around each call, the caller's setting restored
+                afterwards); None: whatever the caller's thread policy has in force. Constructing an
+                embedder changes no torch setting.
             compile: Run the network through ``torch.compile`` (the first batch of each shape pays
                 the compilation, ~0.5 min on a 2-core CPU; then ~10-15 % faster there, more on a GPU).
                 The embeddings agree with the eager ones to float rounding.
@@ -299,8 +304,7 @@ class TorchEmbedder:
         if not isinstance(self.spec, ModelSpec):
             raise UsageError(f"spec must be a ModelSpec (see vmatch.models.get_model_spec), got {spec!r}")
         self.batch_size = _check_positive_int(batch_size, "batch_size")
-        if threads is not None:
-            torch.set_num_threads(_check_positive_int(threads, "threads"))
+        self.threads = None if threads is None else _check_positive_int(threads, "threads")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self._check_spec(self.spec)
@@ -403,7 +407,8 @@ class TorchEmbedder:
             frames = np.stack([crop_borders(f) for f in frames])
         out_dim = self.dim if project else self.feature_dim
         out = np.empty((frames.shape[0], out_dim), dtype=np.float32)
-        with torch.inference_mode():
+        threads = torch_threads(self.threads) if self.threads is not None else contextlib.nullcontext()
+        with threads, torch.inference_mode():
             for start in range(0, frames.shape[0], self.batch_size):
                 pooled = self._pooled_batch(frames[start : start + self.batch_size])
                 if project:
@@ -592,7 +597,7 @@ def make_embedder(
         device: For :class:`TorchEmbedder`: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         batch_size: For :class:`TorchEmbedder`: frames per forward pass.
         models_dir: For :class:`TorchEmbedder`: folder of the projection artifact (default: repo ``models/``).
-        threads: For :class:`TorchEmbedder`: ``torch.set_num_threads`` value, if given.
+        threads: For :class:`TorchEmbedder`: torch threads while it embeds, if given (see there).
         compile: For :class:`TorchEmbedder`: run the network through ``torch.compile``.
         precision: For :class:`TorchEmbedder`: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``
             (:func:`resolve_precision`).

@@ -314,28 +314,26 @@ def index_files(
             except _Stopped:
                 pass
 
-    threads_ctx = contextlib.nullcontext()
+    low: int | None = None
     if str(device).startswith("cpu"):
         low = int(cnn_threads or default_cnn_threads())
-        threads_ctx = torch_threads(low)
-        if cnn_threads is None and cores > low:
-            import torch
-
-            current = [low]
-
-            def adapt_threads() -> None:
-                want = cores if q.full() else low  # workers blocked: the CNN is the bottleneck
-                if want != current[0]:
-                    torch.set_num_threads(want)
-                    current[0] = want
-
-            adapt = adapt_threads
+    threads_ctx = torch_threads(low) if low is not None else contextlib.nullcontext()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmatch-decode")
     try:
         for rank, i in enumerate(order):
             pool.submit(run, i, paths[i], rank)
         finished = 0
-        with threads_ctx:
+        with threads_ctx as request:
+            if low is not None and cnn_threads is None and cores > low:
+                current = [low]
+
+                def adapt_threads() -> None:
+                    want = cores if q.full() else low  # workers blocked: the CNN is the bottleneck
+                    if want != current[0]:
+                        request.set(want)
+                        current[0] = want
+
+                adapt = adapt_threads
             while finished < len(paths):
                 msg = q.get()
                 handle(msg)
