@@ -92,6 +92,15 @@ def load_clips(clips_dir: Path, split_tsv: Path) -> list[dict]:
     return rows
 
 
+def split_reserved(clips: list[dict]) -> tuple[list[dict], dict[str, Path]]:
+    """The main benchmark's clips, and the clips reserved for the look-alike families (lookalike.py),
+    which no other role may use (their other parts are negatives there)."""
+    from lookalike import RESERVED_CLIPS
+
+    main = [c for c in clips if c["name"] not in RESERVED_CLIPS]
+    return main, {c["name"]: c["path"] for c in clips if c["name"] in RESERVED_CLIPS}
+
+
 COPY_GROUPS = ("G07", "G08", "G09", "G11", "G14", "G15")
 
 
@@ -398,6 +407,88 @@ def align_natural(copy: Path, ref: Path) -> tuple[float, float, float, float]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Look-alike families (lookalike.py): references, their siblings as negatives, one copy each
+# --------------------------------------------------------------------------------------------------
+
+LA_POSITIVE_EDITS = ("crop_mild", "crop_heavy", "hflip", "colour", "grayscale", "blur_noise", "caption_logo",
+                     "border", "rotate", "vertical_9x16", "lowres_reencode")
+LA_FLAT_STD = 8.0  # a member whose frames are this flat (e.g. a cell of plain sky) is left out
+
+
+def lookalike_queries(out: Path, reserved: dict[str, Path], seed: int, first_qi: int):
+    """Write the look-alike references (OUT/refs/) and queries; return (references [(id, path)],
+    query rows, ground-truth rows, manifest info)."""
+    import lookalike as la
+
+    def window(path: Path, w: tuple[float, float]) -> np.ndarray:
+        return decode_windows(path, probe_size(path), [w])[0]
+
+    assert la.FPS == WORK_FPS
+    members = la.plan(seed, reserved, window)
+    rng = np.random.default_rng([seed, 1414])
+    (out / "refs").mkdir(exist_ok=True)
+    refs, qrows, gtrows, skipped = [], [], [], []
+    qi = first_qi
+    for m in members:
+        frames = m.frames()
+        if float(frames[:: max(1, len(frames) // 8)].std(axis=(1, 2, 3)).mean()) < LA_FLAT_STD:
+            skipped.append(m.name)
+            continue
+        qrng = np.random.default_rng(int(rng.integers(2**31)))
+        if m.role == "reference":
+            path = out / "refs" / f"{m.name}.mp4"
+            write_query(path, frames, WORK_FPS, 18)
+            check_query(path, len(frames) / WORK_FPS - 1.0 / WORK_FPS)
+            refs.append((m.name, path.resolve()))
+            # one edited copy of a window of it
+            L = float(qrng.uniform(4.0, 8.0))
+            n = int(round(L * WORK_FPS))
+            s0 = int(qrng.integers(0, len(frames) - n + 1))
+            seg, kind, crf = frames[s0 : s0 + n], "positive", 23
+            fam = LA_POSITIVE_EDITS[int(qrng.integers(len(LA_POSITIVE_EDITS)))]
+        else:
+            seg, kind, crf = frames, "negative", 23
+            fam = "plain" if qrng.random() < 0.5 else list(SPATIAL)[int(qrng.integers(len(SPATIAL)))]
+        edits: dict = {}
+        if fam in SPATIAL:
+            seg, edits[fam] = SPATIAL[fam](seg, qrng)
+        elif fam == "lowres_reencode":
+            h, w = seg.shape[1:3]
+            tw = int(qrng.integers(128, 241))
+            seg = resize(seg, even(h * tw / w), even(tw))
+            crf = int(qrng.integers(36, 43))
+            edits["lowres"] = {"width": even(tw), "crf": crf}
+        if seg.shape[1] % 2 or seg.shape[2] % 2:
+            seg = resize(seg, even(seg.shape[1]), even(seg.shape[2]))
+        qid = f"q{qi:03d}"
+        qi += 1
+        qpath = out / "queries" / f"{qid}.mp4"
+        write_query(qpath, seg, WORK_FPS, crf)
+        duration = len(seg) / WORK_FPS
+        chk = check_query(qpath, duration - 1.0 / WORK_FPS)
+        qrows.append({
+            "query_id": qid, "path": str(qpath.resolve()), "kind": kind, "family": fam,
+            "duration": round(duration, 3), "reference_id": m.name if kind == "positive" else "",
+            "sources": m.source or f"generated:{m.group}", "edits": json.dumps(edits, sort_keys=True),
+            "flat_frames": chk["flat_frames"], "lookalike": m.family,
+        })
+        if kind == "positive":
+            gtrows.append({
+                "query_id": qid, "reference_id": m.name, "family": fam,
+                "query_start": 0.0, "query_end": round(duration, 3),
+                "reference_start": round(s0 / WORK_FPS, 3), "reference_end": round((s0 + n) / WORK_FPS, 3),
+            })
+    info = {
+        "families": sorted({m.family for m in members}), "references": [r for r, _ in refs],
+        "negatives": sum(r["kind"] == "negative" for r in qrows), "positives": sum(r["kind"] == "positive" for r in qrows),
+        "left_out_flat": skipped, "reserved_clips": sorted(reserved),
+    }
+    print(f"look-alike families: {len(refs)} references, {info['negatives']} sibling negatives, "
+          f"{info['positives']} copies; left out as flat: {skipped}")
+    return refs, qrows, gtrows, info
+
+
+# --------------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------------
 
@@ -421,7 +512,7 @@ def main(argv=None) -> int:
         shutil.rmtree(out)
     (out / "queries").mkdir(parents=True)
 
-    clips = load_clips(clips_dir, Path(args.split))
+    clips, reserved = split_reserved(load_clips(clips_dir, Path(args.split)))
     refs, natural, never, hardneg = plan_roles(clips, rng)
     filler_pool = never  # ungrouped never-indexed clips
     print(f"eval clips {len(clips)}: references {len(refs)}, natural copies {len(natural)}, "
@@ -464,6 +555,7 @@ def main(argv=None) -> int:
             plans.append(plan)
             qi += 1
     neg_sources = [[c] for c in hardneg]
+    lookalike_of = {id(c): c["group"] for c in hardneg}  # same source / place as one reference
     for _ in range(N_EXTRA_NEGATIVES):
         k = int(rng.integers(1, 3))
         neg_sources.append([filler_pool[int(i)] for i in rng.choice(len(filler_pool), size=k, replace=False)])
@@ -477,6 +569,7 @@ def main(argv=None) -> int:
         plans.append({
             "query_id": f"q{qi:03d}", "kind": "negative", "family": neg_fams[int(rng.integers(len(neg_fams)))],
             "ref": None, "pieces": pieces, "seed": int(rng.integers(2**31)), "speed": 1.0,
+            "lookalike": lookalike_of.get(id(srcs[0]), "") if len(srcs) == 1 else "",
         })
         qi += 1
 
@@ -579,6 +672,7 @@ def main(argv=None) -> int:
             "duration": round(duration, 3), "reference_id": Path(p["ref"]["name"]).stem if p["ref"] else "",
             "sources": ";".join(f"{c['name']}@{a:.2f}-{b:.2f}" for c, a, b in sources),
             "edits": json.dumps(edits, sort_keys=True), "flat_frames": chk["flat_frames"],
+            "lookalike": p.get("lookalike", ""),
         })
         if p["kind"] == "positive":
             gtrows.append({
@@ -598,7 +692,7 @@ def main(argv=None) -> int:
             "query_id": qid, "path": str(dst.resolve()), "kind": "positive", "family": "natural",
             "duration": round(dur, 3), "reference_id": Path(ref["name"]).stem,
             "sources": f"{copy['name']}", "edits": json.dumps({"natural_copy_of": ref["name"], "align_error": round(err, 3)}),
-            "flat_frames": 0,
+            "flat_frames": 0, "lookalike": "",
         })
         gtrows.append({
             "query_id": qid, "reference_id": Path(ref["name"]).stem, "family": "natural",
@@ -606,6 +700,13 @@ def main(argv=None) -> int:
             "reference_start": round(off, 3), "reference_end": round(off + q_end, 3),
         })
         print(f"natural copy {copy['name']} [0, {q_end:.2f}] -> {ref['name']} at {off:.2f} s (thumbnail error {err:.3f})")
+
+    # ---- look-alike families (issue 14) ---------------------------------------------------------
+    la_refs, la_q, la_gt, la_info = lookalike_queries(out, reserved, args.seed, qi)
+    refs_out = [(Path(c["name"]).stem, c["path"]) for c in refs] + la_refs
+    qrows += la_q
+    gtrows += la_gt
+    qi += len(la_q)
 
     with open(out / "queries.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(qrows[0]))
@@ -616,12 +717,13 @@ def main(argv=None) -> int:
         w.writeheader()
         w.writerows(gtrows)
     with open(out / "references.txt", "w") as f:
-        for c in refs:
-            f.write(f"{Path(c['name']).stem}\t{c['path']}\n")
+        for rid, path in refs_out:
+            f.write(f"{rid}\t{path}\n")
     n_pos = sum(r["kind"] == "positive" for r in qrows)
     manifest = {
         "seed": args.seed, "work_fps": WORK_FPS, "max_size": [MAX_W, MAX_H],
-        "references": [c["name"] for c in refs], "never_indexed": [c["name"] for c in never],
+        "references": [c["name"] for c in refs] + [rid for rid, _ in la_refs],
+        "never_indexed": [c["name"] for c in never], "lookalike": la_info,
         "hard_negative_clips": [c["name"] for c in hardneg],
         "natural_copies": {c["name"]: r["name"] for c, r in natural}, "excluded": sorted(EXCLUDED),
         "queries": len(qrows), "positives": n_pos, "negatives": len(qrows) - n_pos,

@@ -342,6 +342,18 @@ def evaluate(sysres: dict, gts, fam, queries) -> dict:
     tp = sum(1 for k in above if k in gt_pairs)
     ious = bm.localisation_iou(gts, preds, thr)
     fm, nneg = bm.false_matches(negatives, scored, thr)
+    # negatives by look-alike family (issue 14): "" = unrelated footage
+    by_family: dict[str, list[str]] = {}
+    for q in queries:
+        if q["kind"] == "negative":
+            by_family.setdefault(q.get("lookalike", "") or "unrelated", []).append(q["query_id"])
+    lookalike_fm = {f: bm.false_matches(qs, scored, thr) for f, qs in sorted(by_family.items())}
+    # copies of look-alike references, by family
+    la_pos = {}
+    for q in queries:
+        if q["kind"] == "positive" and q.get("lookalike"):
+            d, n = la_pos.get(q["lookalike"], (0, 0))
+            la_pos[q["lookalike"]] = (d + int(scored.get((q["query_id"], q["reference_id"]), -1e9) >= thr), n + 1)
     return {
         "system": sysres["name"], "note": sysres["note"], "threshold": thr,
         "pair_uap": bm.pair_micro_ap(gt_pairs, scored), "r_at_p90": r90, "thr_p90": t90,
@@ -351,6 +363,7 @@ def evaluate(sysres: dict, gts, fam, queries) -> dict:
         "wrong_ref_pairs": bm.wrong_reference_pairs(gt_pairs, scored, thr, negatives),
         "mean_iou": float(np.mean(ious)) if ious else float("nan"), "n_iou": len(ious),
         "family_recall": bm.recall_by_family(fam, scored, thr),
+        "lookalike_false_matches": lookalike_fm, "lookalike_recall": dict(sorted(la_pos.items())),
         "index_x_rt": sysres["index_video_s"] / sysres["index_s"] if sysres["index_s"] else float("nan"),
         "match_x_rt": sysres["match_video_s"] / sysres["match_s"] if sysres["match_s"] else float("nan"),
         "index_s": sysres["index_s"], "index_video_s": sysres["index_video_s"],
@@ -371,7 +384,7 @@ def markdown(results: list[dict], meta: dict) -> str:
     L.append(f"Machine: {meta['machine']}, {meta['load_end']} at the end. Commit {meta['commit']}. "
              f"Run {meta['date']} ({meta['wall_s']:.0f} s wall).")
     L.append(f"Set: {meta['n_refs']} references ({meta['ref_video_s']:.0f} s of video), {meta['n_queries']} queries "
-             f"({meta['n_pos']} with a copy, {meta['n_neg']} negatives incl. {meta['n_hardneg']} hard negatives), "
+             f"({meta['n_pos']} with a copy, {meta['n_neg']} negatives incl. {meta['n_hardneg']} look-alikes), "
              f"{meta['query_video_s']:.0f} s of query video; seed {meta['seed']}."
              + (f" References re-encoded with a keyframe every {meta['ref_gop']:g} s (H.264 CRF 23) before indexing."
                 if meta.get("ref_gop") else ""))
@@ -399,6 +412,21 @@ def markdown(results: list[dict], meta: dict) -> str:
             cells.append(f"{d}/{n}")
         L.append(f"| {f} | " + " | ".join(cells) + " |")
     L.append("")
+    la = sorted({f for r in results for f in r.get("lookalike_false_matches", {})})
+    if la:
+        L.append("Negatives flagged at each system's threshold, by look-alike family (flagged / negatives; "
+                 "copies of that family's references found / copies):")
+        L.append("")
+        L.append("| look-alike family | " + " | ".join(f"{r['system']} flagged | {r['system']} copies found" for r in results) + " |")
+        L.append("|---|" + "---|---|" * len(results))
+        for f in la:
+            cells = []
+            for r in results:
+                fm, n = r["lookalike_false_matches"].get(f, (0, 0))
+                d, m = r["lookalike_recall"].get(f, (0, 0))
+                cells += [f"{fm}/{n} ({100.0 * fm / n:.1f} %)" if n else "—", f"{d}/{m}" if m else "—"]
+            L.append(f"| {f} | " + " | ".join(cells) + " |")
+        L.append("")
     for r in results:
         L.append(f"* **{r['system']}**: {r['note']}. Indexing {r['index_video_s']:.0f} s of video in {r['index_s']:.1f} s"
                  f" (model load {r['load_s']:.1f} s not counted); matching {r['match_video_s']:.0f} s of video in {r['match_s']:.1f} s.")
@@ -553,7 +581,7 @@ def main(argv=None) -> int:
         "ref_video_s": results[0]["index_video_s"] if results else 0.0,
         "n_queries": len(queries), "n_pos": sum(q["kind"] == "positive" for q in queries),
         "n_neg": sum(q["kind"] == "negative" for q in queries),
-        "n_hardneg": len(manifest.get("hard_negative_clips", [])), "seed": manifest.get("seed", "?"),
+        "n_hardneg": sum(q["kind"] == "negative" and bool(q.get("lookalike")) for q in queries), "seed": manifest.get("seed", "?"),
         "query_video_s": sum(float(q["duration"]) for q in queries),
     }
     md = markdown(results, meta)
