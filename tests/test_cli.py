@@ -58,7 +58,7 @@ def cli_bank(tmp_path_factory: pytest.TempPathFactory, match_set: MatchSet) -> P
 @pytest.fixture(scope="session")
 def model_threshold() -> float:
     from vmatch.embed import make_embedder
-    from vmatch.pipeline import calibration_for
+    from vmatch.match import calibration_for
 
     return calibration_for(make_embedder()).threshold
 
@@ -670,7 +670,7 @@ def test_lookup_bad_signal_files(capsys, cli_bank, match_set, tmp_path):
     """Garbage, a truncated signal, and a signal of another model: one error line each naming the
     file, an "error" object in the JSON, the good file still answered, exit 1."""
     from vmatch.embed import FakeEmbedder
-    from vmatch.pipeline import embed_video
+    from vmatch.sample import embed_video
     from vmatch.signals import cnn
 
     q = match_set.planted["trim"].query

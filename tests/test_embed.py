@@ -367,7 +367,7 @@ def test_artifacts_come_from_the_installed_package() -> None:
 def test_missing_calibration_is_refused_not_guessed(tmp_path: Path) -> None:
     """A model with a projection whose artifact carries no calibration has no meaningful threshold:
     calibration_for refuses it (it used to fall back to 0.15 silently); the calibrated artifact works."""
-    from vmatch.pipeline import calibration_for
+    from vmatch.match import calibration_for
 
     spec = unchecked_default_spec()
     path = write_projection(tmp_path)

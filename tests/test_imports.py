@@ -18,18 +18,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "vmatch"
 MAX_LINES = 450
 
-# Cycles still present, each named by its sorted member modules. The cycle test fails for any
-# cycle not listed here, and the strict xfail below fails as soon as the list is out of date.
-KNOWN_CYCLES: set[tuple[str, ...]] = {
-    # Bank.add/Bank.match call the pipeline, which imports bank constants, the parallel executor
-    # and shard routing; parallel imports the pipeline's sampling and store path.
-    ("vmatch.bank", "vmatch.parallel", "vmatch.pipeline", "vmatch.shards"),
-}
-
 # Modules still over MAX_LINES (issue 15: to be split). Strict: a module split below the limit
 # must leave this list.
 OVERSIZED: set[str] = {
-    "vmatch.bank", "vmatch.cli", "vmatch.decode", "vmatch.distributed", "vmatch.embed", "vmatch.pipeline",
+    "vmatch.bank", "vmatch.cli", "vmatch.decode", "vmatch.distributed", "vmatch.embed",
     "vmatch.service.app", "vmatch.service.engine", "vmatch.shards", "vmatch.signals.pdq",
     "vmatch.signals.vpdq", "vmatch.synth",
 }
@@ -137,22 +129,10 @@ def test_graph_reader_sees_function_level_and_relative_imports(tmp_path):
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b", "c")]
 
 
-def test_no_new_import_cycle():
-    graph = import_graph()
-    new = [describe(graph, c) for c in cycles(graph) if c not in KNOWN_CYCLES]
-    assert not new, "import cycles in vmatch/:\n" + "\n".join(new)
-
-
-@pytest.mark.xfail(bool(KNOWN_CYCLES), reason="issue 15: cycles not yet broken", strict=True)
 def test_no_import_cycle():
     graph = import_graph()
     found = cycles(graph)
     assert not found, "import cycles in vmatch/:\n" + "\n".join(describe(graph, c) for c in found)
-
-
-def test_known_cycles_are_current():
-    found = set(cycles(import_graph()))
-    assert KNOWN_CYCLES <= found, f"broken cycles still listed in KNOWN_CYCLES: {sorted(KNOWN_CYCLES - found)}"
 
 
 def _line_counts() -> dict[str, int]:

@@ -180,7 +180,7 @@ def test_sparse_sampling_never_loses_a_short_clip(tmp_path, workers):
     """Sampled at 0.5 frame/s, a 1.6-s clip that opens on 1 s of black has one sample, black: it is sampled
     again at 1 frame/s (the default rate) instead of being reported as blank. A file that is blank at 1
     frame/s too is still refused."""
-    from vmatch.pipeline import DENSE_FPS
+    from vmatch.sample import DENSE_FPS
 
     fps = 10
     clip = scene_clip(3102, 0, 0.6, fps=fps)
@@ -197,7 +197,7 @@ def test_sparse_sampling_never_loses_a_short_clip(tmp_path, workers):
 def test_sample_video_has_the_same_dense_pass(tmp_path):
     """sample_video (what Ray's decode tasks run) samples the clip of the test above like the local
     flow: its one black sample at 0.5 frame/s is replaced by the frames at 1 frame/s."""
-    from vmatch.pipeline import SampleCounts, content_frames, sample_video
+    from vmatch.sample import content_frames, sample_video, SampleCounts
 
     fps = 10
     clip = scene_clip(3102, 0, 0.6, fps=fps)

@@ -19,13 +19,9 @@ from vmatch.bank import Bank
 from vmatch.decode import sha256_file
 from vmatch.embed import FakeEmbedder
 from vmatch.errors import VmatchError
-from vmatch.pipeline import (
-    DEFAULT_UNCALIBRATED_THRESHOLD,
-    calibration_for,
-    embed_video,
-    index_videos,
-    match_query,
-)
+from vmatch.match import calibration_for, DEFAULT_UNCALIBRATED_THRESHOLD, match_query
+from vmatch.pipeline import index_videos
+from vmatch.sample import embed_video
 from vmatch.types import MatchReport
 
 #: One sampling step at the default 1 frame per second, with float slack.

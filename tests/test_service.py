@@ -374,7 +374,7 @@ def test_lookup_by_hash_and_hash_files(main, keys, clips):
     assert r.status_code == 400 and r.json()["error"] == "invalid_hash_file"
     # A CNN signal (.vmsig, from `vmatch hash`) matches as the video does.
     from vmatch.embed import make_embedder
-    from vmatch.pipeline import embed_video
+    from vmatch.sample import embed_video
     from vmatch.signals import cnn
 
     emb = make_embedder(device="cpu")

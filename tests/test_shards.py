@@ -12,7 +12,8 @@ from vmatch.ann import build_index, choose_index, new_index, recall_at_k
 from vmatch.bank import Bank
 from vmatch.cli import main
 from vmatch.embed import FakeEmbedder, make_embedder
-from vmatch.pipeline import MatchParams, embed_video
+from vmatch.match import MatchParams
+from vmatch.sample import embed_video
 from vmatch.shards import ShardedBank, _AnnView, is_sharded, shard_of, split_bank
 from vmatch.types import VideoEmbedding
 

@@ -38,10 +38,18 @@ def __getattr__(name: str):
         from vmatch.bank import Bank
 
         return Bank
-    if name in ("MatchParams", "embed_video", "index_videos"):
-        from vmatch import pipeline
+    if name == "MatchParams":
+        from vmatch.match import MatchParams
 
-        return getattr(pipeline, name)
+        return MatchParams
+    if name == "embed_video":
+        from vmatch.sample import embed_video
+
+        return embed_video
+    if name == "index_videos":
+        from vmatch.pipeline import index_videos
+
+        return index_videos
     if name == "AlignParams":
         from vmatch.align import AlignParams
 

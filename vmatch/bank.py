@@ -65,6 +65,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from vmatch.errors import BankError, BankNotFoundError, ModelMismatchError, UsageError
+from vmatch.signals.exact import EXACT_SIGNAL_TYPES
 from vmatch.types import ReferenceInfo, VideoEmbedding
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ _HASHES_TABLE = """CREATE TABLE IF NOT EXISTS hashes (
     timestamp REAL NOT NULL DEFAULT 0,
     frame_number INTEGER NOT NULL DEFAULT 0
 )"""
-EXACT_SIGNAL_TYPES = ("md5", "sha1")
 #: Image PDQ hashes (from shared lists): a video matches when one of its frames is within 31 bits.
 PDQ = "pdq"
 #: Signal types of one-line-per-hash lists (`vmatch import` / `export`).
@@ -842,7 +842,7 @@ class Bank:
             The stored :class:`ReferenceInfo`.
         """
         if not isinstance(item, VideoEmbedding):
-            from vmatch.pipeline import add_video
+            from vmatch.index import add_video
 
             emb = add_video(self, Path(item), self.embedder(), fps=fps, ref_id=ref_id)
             return self.get(emb.video_id)
@@ -1441,7 +1441,7 @@ class Bank:
         Returns:
             A :class:`~vmatch.types.MatchReport` with matches sorted by score.
         """
-        from vmatch.pipeline import match_query
+        from vmatch.match import match_query
 
         return match_query(self, item, fps=fps, params=params, min_score=min_score)
 

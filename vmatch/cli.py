@@ -354,7 +354,7 @@ class _Progress:
 def _apply_fast_mode(args) -> None:
     """``index --fast``: fill the options the user left unset with the fast reference mode's values
     (:data:`vmatch.pipeline.FAST_REFERENCE_MODE`; ``--fps`` is filled in :func:`main`)."""
-    from vmatch.pipeline import FAST_REFERENCE_MODE, fast_mode_precision
+    from vmatch.pipeline import fast_mode_precision, FAST_REFERENCE_MODE
 
     if args.keyframes is None:
         args.keyframes = FAST_REFERENCE_MODE["keyframe_gop"] if args.fast else 0.0
@@ -526,7 +526,7 @@ def _emit(report, *, as_json: bool, out=None) -> bool:
 
 def cmd_match(args) -> int:
     from vmatch.decode import find_videos
-    from vmatch.pipeline import MatchParams
+    from vmatch.match import MatchParams
     from vmatch.types import MatchReport
 
     bank = _open_bank(args, create=False)
@@ -535,7 +535,7 @@ def cmd_match(args) -> int:
         if args.ray is None:
             _prepare_embedder(bank, args)
         params = MatchParams(threshold=args.threshold)
-        from vmatch.pipeline import calibration_for
+        from vmatch.match import calibration_for
 
         threshold = round(float(args.threshold if args.threshold is not None else calibration_for(bank.embedder()).threshold), 6)
         files, problems = find_videos(args.paths)
@@ -588,7 +588,7 @@ def cmd_hash(args) -> int:
     from vmatch.embed import make_embedder, tune_cpu_allocator
     from vmatch.decode import find_videos
     from vmatch.files import output_name
-    from vmatch.pipeline import embed_video
+    from vmatch.sample import embed_video
     from vmatch.signals import cnn
     from vmatch.signals.exact import file_hashes
     from vmatch.signals.vpdq import hash_video, write_file
@@ -723,7 +723,7 @@ def _lookup_hashes(bank, path: str, signal_type: str, threshold: float):
     found: dict[str, Match] = {}
     rows, problems = _read_hash_lines(path, signal_type, with_id=False)
     if signal_type == "pdq":
-        from vmatch.pipeline import with_pdq_matches
+        from vmatch.match import with_pdq_matches
         from vmatch.signals.vpdq import VPDQFrame
 
         frames = [VPDQFrame(frame_number=i, hex=v, quality=100, timestamp=0.0) for i, (_, v, _) in enumerate(rows)]
@@ -736,7 +736,7 @@ def _lookup_hashes(bank, path: str, signal_type: str, threshold: float):
 
 
 def cmd_lookup(args) -> int:
-    from vmatch.pipeline import MatchParams, calibration_for, match_embedding
+    from vmatch.match import calibration_for, match_embedding, MatchParams
     from vmatch.signals import cnn
     from vmatch.types import MatchReport
 
@@ -754,7 +754,7 @@ def cmd_lookup(args) -> int:
                         _err(msg)
                     failed += bool(problems)
                 elif args.signal_type == "vpdq":
-                    from vmatch.pipeline import with_vpdq_matches
+                    from vmatch.match import with_vpdq_matches
 
                     frames = _read_vpdq(path)
                     empty = MatchReport(query=path, duration=max(f.timestamp for f in frames), threshold=threshold)

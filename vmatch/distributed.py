@@ -11,9 +11,9 @@ spread over a Ray cluster::
     store_video(bank, ...)  ◀───────────────────────────────────────────────┘
     (one writer, one SQLite transaction per video: the local add path)
 
-* Only the driver opens the bank, and it writes each video with :func:`vmatch.pipeline.store_video`,
+* Only the driver opens the bank, and it writes each video with :func:`vmatch.index.store_video`,
   the same atomic add path as ``vmatch index`` without Ray; workers return typed records
-  (:class:`~vmatch.pipeline.SampledVideo`, :class:`~vmatch.types.VideoEmbedding`, numpy arrays),
+  (:class:`~vmatch.sample.SampledVideo`, :class:`~vmatch.types.VideoEmbedding`, numpy arrays),
   serialised by Ray on the wire only. Nothing is pickled to disk.
 * **Back-pressure**: at most ``max_in_flight`` remote calls (a file's digest, or the decode and
   embedding of one window of a file) are between "submitted" and "received"; decoded frames wait
@@ -46,18 +46,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from vmatch.errors import DecodeError, UsageError, VmatchError
-from vmatch.pipeline import (
-    BLANK_STD,
-    IndexSummary,
-    MatchParams,
-    SampledVideo,
-    calibration_for,
-    embed_sampled,
-    match_embedding,
-    sample_video,
-    store_video,
-    with_hash_matches,
-)
+from vmatch.match import calibration_for, match_embedding, MatchParams, with_hash_matches
+from vmatch.index import store_video
+from vmatch.pipeline import IndexSummary
+from vmatch.sample import BLANK_STD, embed_sampled, sample_video, SampledVideo
 from vmatch.types import MatchReport, VideoEmbedding
 
 log = logging.getLogger(__name__)
@@ -465,9 +457,9 @@ class RayEngine:
             A :class:`RayIndexSummary`; ``failed`` names each file that could not be indexed
             and why, ``skipped`` the files already in the bank.
         """
-        from vmatch.pipeline import _check_fps
+        from vmatch.sample import check_fps
 
-        fps = _check_fps(fps)
+        fps = check_fps(fps)
         if bank.model_id != self.spec.model_id:
             raise UsageError(f"bank {bank.path} holds model {bank.model_id}, engine embeds {self.spec.model_id}")
         paths = [Path(p) for p in paths]
@@ -592,9 +584,10 @@ class RayEngine:
         Yields one :class:`MatchReport` per file, in input order, the same as
         :meth:`Bank.match` gives for it; a file that cannot be read gets a report with ``error``.
         """
-        from vmatch.pipeline import _check_fps, hash_signals_needed
+        from vmatch.match import hash_signals_needed
+        from vmatch.sample import check_fps
 
-        fps = _check_fps(fps)
+        fps = check_fps(fps)
         params = params or MatchParams()
         if bank.model_id != self.spec.model_id:
             raise UsageError(f"bank {bank.path} holds model {bank.model_id}, engine embeds {self.spec.model_id}")

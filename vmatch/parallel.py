@@ -1,8 +1,8 @@
 """Overlapped indexing on one machine: decode workers feed the CNN through a bounded queue.
 
 Where it sits: ``pipeline.index_videos`` calls :func:`index_files`. The stages of
-:func:`vmatch.pipeline.embed_video` (decode + sample, then embed) and of
-:func:`vmatch.pipeline.add_video` (file digests, optional vPDQ, one bank transaction per file) run
+:func:`vmatch.sample.embed_video` (decode + sample, then embed) and of
+:func:`vmatch.index.add_video` (file digests, optional vPDQ, one bank transaction per file) run
 here as two concurrent stages::
 
     decode workers (threads, one file each)      main thread
@@ -18,7 +18,7 @@ here as two concurrent stages::
 * The CNN gets batches of up to ``embedder.batch_size`` frames gathered across files, so many small
   files keep it as busy as one long one. Workers take the largest files first (:func:`largest_first`).
 * Only the main thread writes the bank, one transaction per file, exactly as the sequential path
-  (:func:`vmatch.pipeline.store_video`); a file that fails is reported and skipped, the others go
+  (:func:`vmatch.index.store_video`); a file that fails is reported and skipped, the others go
   through; Ctrl-C stops the workers and keeps every file stored before.
 * ``workers=0`` runs the same stages one after the other in the calling thread (the slow path the
   benchmarks compare with).
@@ -132,7 +132,7 @@ def produce_file(
     """Decode, sample and digest one file, handing its frames to ``emit`` in chunks, then a
     :class:`_Done` (or a :class:`_Failed` naming the file and the reason)."""
     from vmatch.decode import probe
-    from vmatch.pipeline import SampleCounts, _duration, content_frames
+    from vmatch.sample import content_frames, SampleCounts, video_duration
     from vmatch.signals.exact import file_hashes
 
     try:
@@ -154,7 +154,7 @@ def produce_file(
         if frames:
             emit(_Frames(idx, times, frames, max(0.0, last_t - sent_t)))
             sent_t = last_t
-        duration = _duration(info, last_t, fps)
+        duration = video_duration(info, last_t, fps)
         digests = file_hashes(path)
         vp = None
         if vpdq and counts.n_seen > n_blank:
@@ -203,7 +203,8 @@ def index_files(
     third of them otherwise (decoding is: HD video); the caller's setting is restored afterwards.
     Ignored for a GPU or with ``workers=0``.
     """
-    from vmatch.pipeline import BLANK_STD, store_video
+    from vmatch.index import store_video
+    from vmatch.sample import BLANK_STD
 
     size = tuple(embedder.spec.input_size)
     batch = max(1, int(getattr(embedder, "batch_size", 32)))

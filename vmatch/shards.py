@@ -301,7 +301,7 @@ class ShardedBank:
             extra: dict | None = None) -> ReferenceInfo:
         """As :meth:`Bank.add`, into the reference's shard."""
         if not isinstance(item, VideoEmbedding):
-            from vmatch.pipeline import add_video
+            from vmatch.index import add_video
 
             emb = add_video(self, Path(item), self.embedder(), fps=fps, ref_id=ref_id)
             return self.get(emb.video_id)
@@ -473,7 +473,7 @@ class ShardedBank:
 
     def match(self, item, *, fps: float = 1.0, params=None, min_score: float | None = None):
         """As :meth:`Bank.match`: the same report as one bank holding every reference."""
-        from vmatch.pipeline import match_query
+        from vmatch.match import match_query
 
         return match_query(self, item, fps=fps, params=params, min_score=min_score)
 

@@ -77,7 +77,7 @@ class Embedders:
 
     def get(self, spec):
         from vmatch.embed import make_embedder, tune_cpu_allocator
-        from vmatch.pipeline import calibration_for
+        from vmatch.match import calibration_for
 
         if isinstance(spec, str):
             spec = resolve_model(spec)
@@ -287,7 +287,7 @@ class QuerySignals:
 
 
 def _hash_query(handle: BankHandle, embedder, path: Path, name: str, fps: float, deadline, metrics: Metrics):
-    from vmatch.pipeline import embed_video
+    from vmatch.sample import embed_video
     from vmatch.signals.exact import file_hashes
 
     try:
@@ -310,8 +310,14 @@ def _hash_query(handle: BankHandle, embedder, path: Path, name: str, fps: float,
 
 def match_report(handle: BankHandle, embedder, signals: QuerySignals, name: str, *, threshold, min_score):
     """The CLI's match report of hashed query signals; every search under one hold of the lock."""
-    from vmatch.bank import EXACT_SIGNAL_TYPES
-    from vmatch.pipeline import MatchParams, calibration_for, match_embedding, with_pdq_matches, with_vpdq_matches
+    from vmatch.signals.exact import EXACT_SIGNAL_TYPES
+    from vmatch.match import (
+        calibration_for,
+        match_embedding,
+        MatchParams,
+        with_pdq_matches,
+        with_vpdq_matches,
+    )
     from vmatch.types import Match, Segment
 
     bank = handle.bank
@@ -350,7 +356,7 @@ def match_upload(handle: BankHandle, embedders: Embedders, path: Path, name: str
 def add_reference(handle: BankHandle, embedders: Embedders, path: Path, name: str, ref_id: str, *, fps: float,
                   vpdq: bool, deadline, metrics: Metrics, delete: Callable[[], None] | None) -> dict:
     """Embed and hash a reference video, delete the upload, then store it (one transaction)."""
-    from vmatch.pipeline import embed_video
+    from vmatch.sample import embed_video
     from vmatch.signals.exact import file_hashes
 
     bank = handle.bank
@@ -391,7 +397,7 @@ def add_reference(handle: BankHandle, embedders: Embedders, path: Path, name: st
 def hash_upload(embedders: Embedders, spec, path: Path, name: str, *, fps: float, deadline, metrics: Metrics,
                 delete: Callable[[], None]) -> dict:
     """Signals of a video without matching: digests, vPDQ lines, a summary of the CNN embedding."""
-    from vmatch.pipeline import embed_video
+    from vmatch.sample import embed_video
     from vmatch.signals.exact import file_hashes
     from vmatch.signals.vpdq import hash_video, to_text
 
@@ -417,7 +423,7 @@ def lookup_value(handle: BankHandle, embedders: Embedders, signal_type: str, val
     """References holding a hash value (md5, sha1: exact; pdq: within 31 bits, any dihedral variant
     of the bank's frames as stored)."""
     from vmatch.bank import normalize_pdq
-    from vmatch.pipeline import calibration_for, with_pdq_matches
+    from vmatch.match import calibration_for, with_pdq_matches
     from vmatch.signals.exact import normalize_hex_digest
     from vmatch.signals.vpdq import VPDQFrame
     from vmatch.types import Match, MatchReport
@@ -447,7 +453,7 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
     Runs as a job. A file that cannot be read (a malformed or oversized ``.vmsig``: cnn.loads
     bounds what it decompresses; the wrong width for the bank's model) is 400 ``invalid_hash_file``
     naming it; a signal of another model 422 ``model_mismatch``."""
-    from vmatch.pipeline import MatchParams, calibration_for, match_embedding, with_vpdq_matches
+    from vmatch.match import calibration_for, match_embedding, MatchParams, with_vpdq_matches
     from vmatch.types import MatchReport
 
     bank = handle.bank

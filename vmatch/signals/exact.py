@@ -33,6 +33,9 @@ __all__ = [
 ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha256")
 #: Number of hex digits of each digest.
 HEX_LENGTHS: dict[str, int] = {"md5": 32, "sha1": 40, "sha256": 64}
+#: The exact-hash signal types a bank stores and matches (a query file whose digest equals a
+#: reference's is that reference, whole).
+EXACT_SIGNAL_TYPES: tuple[str, ...] = ("md5", "sha1")
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 

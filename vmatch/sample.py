@@ -1,0 +1,253 @@
+"""Sampling: a video file to its non-blank frames at presentation times, and those frames embedded.
+
+:func:`content_frames` is the sampling loop of local indexing and matching (fixed rate or
+keyframes, the dense pass over a file whose sparse samples are all blank); :func:`sample_video`
+samples a file, or one window of it, into memory for a distributed embedding worker (Ray);
+:func:`embed_video` streams the samples of one file through an embedder in batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vmatch.errors import DecodeError, UsageError
+from vmatch.types import VideoEmbedding
+
+#: A frame whose pixel standard deviation (0-255 scale) is below this carries no content
+#: (solid colour, fade to black): it is neither indexed nor searched.
+BLANK_STD = 4.0
+
+
+def check_fps(fps: float) -> float:
+    try:
+        f = float(fps)
+    except (TypeError, ValueError):
+        raise UsageError(f"sampling rate must be a number of frames per second, got {fps!r}") from None
+    if not math.isfinite(f) or f <= 0 or f > 120:
+        raise UsageError(f"sampling rate must be > 0 and <= 120 frames per second, got {fps}")
+    return f
+
+
+def is_blank(rgb: np.ndarray, blank_std: float = BLANK_STD) -> bool:
+    """Whether a frame carries no content: its pixel standard deviation is below ``blank_std`` in
+    every colour channel (a solid colour such as red (200, 40, 40) is flat in each channel, though
+    its values differ across channels)."""
+    return float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < blank_std
+
+
+@dataclass
+class SampleCounts:
+    """What :func:`content_frames` saw: sampled frames, blank ones among them, the last time."""
+
+    n_seen: int = 0
+    n_blank: int = 0
+    last_t: float = 0.0
+
+
+#: Sampling rate of the second, exact pass over a file whose sparse samples were all blank (see
+#: :func:`content_frames`): the default rate.
+DENSE_FPS = 1.0
+
+
+def content_frames(
+    path: Path,
+    counts: SampleCounts,
+    *,
+    fps: float,
+    size: tuple[int, int],
+    blank_std: float = BLANK_STD,
+    **decode_options,
+):
+    """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` with
+    ``decode_options``), counting into ``counts``; raises :class:`DecodeError` at the end when the
+    file had no decodable frame. The one sampling loop of indexing and matching.
+
+    When sampling was sparse — keyframe mode (``keyframe_gop > 0``) or fewer than
+    :data:`DENSE_FPS` frames a second — a file whose samples are all blank (a black leader as the
+    only keyframe or the only sample of a short clip) is sampled again exactly at ``max(fps,
+    DENSE_FPS)``, so that a fast mode never loses a file the default sampling indexes."""
+    from vmatch.decode import iter_frames
+
+    for t, rgb in iter_frames(path, fps=fps, size=size, **decode_options):
+        counts.n_seen += 1
+        counts.last_t = t
+        if is_blank(rgb, blank_std):
+            counts.n_blank += 1
+            continue
+        yield t, rgb
+    if counts.n_seen and counts.n_blank == counts.n_seen and (decode_options.get("keyframe_gop") or fps < DENSE_FPS):
+        counts.n_seen = counts.n_blank = 0
+        yield from content_frames(path, counts, fps=max(fps, DENSE_FPS), size=size, blank_std=blank_std,
+                                  **{**decode_options, "keyframe_gop": 0.0})
+        return
+    if counts.n_seen == 0:
+        raise DecodeError(str(path), "no decodable video frames")
+
+
+def video_duration(info, last_t: float, fps: float) -> float:
+    return float(info.duration) if info.duration and info.duration > 0 else last_t + 1.0 / fps
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """The non-blank sampled frames of one video, before embedding (what a distributed decode
+    task hands to an embedding worker).
+
+    ``timestamps``: float64 [N] presentation times; ``frames``: uint8 [N, H, W, 3] RGB at the
+    model's input size; ``duration``: seconds of the whole video; ``n_blank``: frames dropped.
+    """
+
+    timestamps: np.ndarray
+    frames: np.ndarray
+    duration: float
+    n_blank: int
+    blank_timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+
+def sample_video(
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int],
+    fps: float = 1.0,
+    blank_std: float = BLANK_STD,
+    start_index: int = 0,
+    max_frames: int | None = None,
+) -> SampledVideo:
+    """Decode and sample one video exactly as :func:`embed_video` does, without embedding.
+
+    Holds the sampled frames in memory (``N x H x W x 3`` bytes, ~150 KB a frame at 224x224);
+    :func:`embed_video` streams instead. A long video is sampled in windows: ``start_index``
+    (the first sampling target, ``start_index / fps`` seconds) and ``max_frames`` (sampled frames
+    at most) select one; concatenated in order, dropping a frame already yielded by the window
+    before (same time), the windows give the frames of the whole video. A window after the
+    first may be empty (past the end).
+
+    Raises:
+        DecodeError: the file cannot be read (the message names it and says why).
+    """
+    from vmatch.decode import iter_frames, probe
+
+    fps = check_fps(fps)
+    p = Path(path)
+    info = probe(p)
+    times: list[float] = []
+    blank_times: list[float] = []
+    frames: list[np.ndarray] = []
+    n_seen = 0
+    last_t = 0.0
+    for t, rgb in iter_frames(p, fps=fps, size=tuple(size), start=start_index / fps, max_frames=max_frames):
+        n_seen += 1
+        last_t = t
+        if is_blank(rgb, blank_std):
+            blank_times.append(float(t))
+            continue
+        times.append(float(t))
+        frames.append(rgb)
+    if n_seen == 0 and start_index == 0:
+        raise DecodeError(str(p), "no decodable video frames")
+    if n_seen and not frames and fps < DENSE_FPS and start_index == 0 and max_frames is None:
+        # The dense pass of content_frames: a whole file whose sparse samples are all blank is
+        # sampled again at the default rate, so that Ray below 1 frame/s loses no file the local
+        # flow keeps. (A file decoded in windows is long: its windows are not re-sampled.)
+        return sample_video(p, size=size, fps=DENSE_FPS, blank_std=blank_std)
+    arr = np.stack(frames) if frames else np.zeros((0, size[1], size[0], 3), np.uint8)
+    return SampledVideo(np.asarray(times, np.float64), arr, video_duration(info, last_t, fps), len(blank_times),
+                        np.asarray(blank_times, np.float64))
+
+
+def embed_video(
+    path: str | os.PathLike,
+    embedder,
+    *,
+    fps: float = 1.0,
+    video_id: str | None = None,
+    hash_file: bool = True,
+    blank_std: float = BLANK_STD,
+    progress: Callable[[float], None] | None = None,
+) -> VideoEmbedding:
+    """Decode, sample and embed one video.
+
+    Args:
+        path: the video file.
+        embedder: an object with ``spec``, ``embed(frames uint8 [N,H,W,3]) -> float32 [N,D]``.
+        fps: sampled frames per second (presentation-time based).
+        video_id: id to record; default: file name without extension.
+        hash_file: compute the sha256 of the file bytes (recorded in the bank).
+        blank_std: frames whose pixel standard deviation is smaller in every colour channel are
+            dropped as blank.
+        progress: called with the seconds of video advanced since the last call.
+
+    Returns:
+        A :class:`VideoEmbedding`; it may hold zero frames when every sampled frame was blank.
+
+    Raises:
+        DecodeError: the file cannot be read (the message names it and says why).
+    """
+    from vmatch.decode import probe, sha256_file
+
+    fps = check_fps(fps)
+    p = Path(path)
+    info = probe(p)
+    spec = embedder.spec
+    size = tuple(spec.input_size)
+    batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    times: list[float] = []
+    feats: list[np.ndarray] = []
+    buf_t: list[float] = []
+    buf_f: list[np.ndarray] = []
+
+    def flush() -> None:
+        if buf_f:
+            feats.append(embedder.embed(np.stack(buf_f)))
+            times.extend(buf_t)
+            buf_f.clear()
+            buf_t.clear()
+
+    counts = SampleCounts()
+    reported = 0.0
+    for t, rgb in content_frames(p, counts, fps=fps, size=size, blank_std=blank_std):
+        if progress is not None:
+            progress(max(0.0, t - reported))
+            reported = t
+        buf_t.append(float(t))
+        buf_f.append(rgb)
+        if len(buf_f) >= batch:
+            flush()
+    flush()
+    n_blank, last_t = counts.n_blank, counts.last_t
+    duration = video_duration(info, last_t, fps)
+    if progress is not None and duration > reported:
+        progress(duration - reported)
+    features = np.concatenate(feats) if feats else np.zeros((0, spec.dim), np.float32)
+    return VideoEmbedding(
+        video_id=video_id if video_id is not None else p.stem,
+        timestamps=np.asarray(times, dtype=np.float64),
+        features=features,
+        duration=duration,
+        model_id=spec.model_id,
+        sha256=sha256_file(p) if hash_file else "",
+        n_blank=n_blank,
+    )
+
+
+def embed_sampled(sampled: SampledVideo, embedder, *, video_id: str, sha256: str = "") -> VideoEmbedding:
+    """Embed the frames of a :class:`SampledVideo` in batches of ``embedder.batch_size`` (the
+    same batches as :func:`embed_video`)."""
+    batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    n = len(sampled.timestamps)
+    feats = [embedder.embed(sampled.frames[a : a + batch]) for a in range(0, n, batch)]
+    return VideoEmbedding(
+        video_id=video_id,
+        timestamps=sampled.timestamps,
+        features=np.concatenate(feats) if feats else np.zeros((0, embedder.spec.dim), np.float32),
+        duration=sampled.duration,
+        model_id=embedder.spec.model_id,
+        sha256=sha256,
+        n_blank=sampled.n_blank,
+    )
