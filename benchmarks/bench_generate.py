@@ -25,6 +25,13 @@ checked for garbage (green / flat frames) and every written query is decoded bac
 
 Writes OUT/queries/*.mp4, OUT/queries.csv, OUT/ground_truth.csv, OUT/references.txt
 (ref_id<TAB>path), OUT/manifest.json. Seeded and reproducible (same seed, same files, same CSVs).
+
+``--part train`` builds a *training part* the same way, to fit methods and thresholds on data kept
+apart from the evaluation benchmark: the main roles come from the ``train`` split of clip_split.tsv
+(fewer ungrouped clips held out, see PART_SETTINGS), the look-alike families from training clips
+and generated seeds >= 950000 (lookalike.py), and its random streams are keyed apart from the
+evaluation part's. Same output layout (bench_run.py runs on it unchanged); manifest.json records
+the part. ``--part eval`` (the default) is the evaluation benchmark, unchanged.
 Edits are implemented here (numpy/torch), independently of vmatch/augment.py (which the model's
 whitening was fitted with).
 """
@@ -66,9 +73,26 @@ FAMILIES = (
 COMBO_PARTS = ("crop_mild", "colour", "caption_logo", "border", "blur_noise", "hflip", "rotate")
 EXCLUDED = {"mediabunny_spring_white.mp4"}  # partial copy of G15 with unknown alignment
 N_HELDOUT_UNGROUPED = 5
+HARD_NEG_REF_MIN_S = 3.5
 MAX_HARD_NEG_PER_GROUP = 8
 N_EXTRA_NEGATIVES = 14
 POSITIVES_PER_REF = 3
+#: What differs between the parts: ungrouped clips held out of the references, the shortest
+#: reference of a hard-negative group, and the extra key of the main random stream (None: the plain
+#: seed, as the evaluation benchmark always had). The train split has 8 ungrouped clips >= 3 s once
+#: its look-alike clips are reserved, and G03's longest member is 3.41 s.
+PART_SETTINGS = {
+    "eval": {"n_heldout": N_HELDOUT_UNGROUPED, "hard_neg_ref_min_s": HARD_NEG_REF_MIN_S, "stream": None},
+    "train": {"n_heldout": 3, "hard_neg_ref_min_s": 3.0, "stream": 950_000},
+}
+
+
+def part_rng(seed: int, part: str, *tags: int) -> np.random.Generator:
+    """The random stream ``tags`` of ``part``; eval's are the streams it always used."""
+    stream = PART_SETTINGS[part]["stream"]
+    if stream is None:
+        return np.random.default_rng([seed, *tags] if tags else seed)
+    return np.random.default_rng([seed, *tags, stream])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,11 +100,11 @@ POSITIVES_PER_REF = 3
 # --------------------------------------------------------------------------------------------------
 
 
-def load_clips(clips_dir: Path, split_tsv: Path) -> list[dict]:
+def load_clips(clips_dir: Path, split_tsv: Path, part: str = "eval") -> list[dict]:
     rows = []
     with open(split_tsv, newline="") as f:
         for r in csv.DictReader(f, delimiter="\t"):
-            if r["split"] != "eval":
+            if r["split"] != part:
                 continue
             p = clips_dir / r["filename"]
             if not p.exists():
@@ -92,19 +116,21 @@ def load_clips(clips_dir: Path, split_tsv: Path) -> list[dict]:
     return rows
 
 
-def split_reserved(clips: list[dict]) -> tuple[list[dict], dict[str, Path]]:
+def split_reserved(clips: list[dict], part: str = "eval") -> tuple[list[dict], dict[str, Path]]:
     """The main benchmark's clips, and the clips reserved for the look-alike families (lookalike.py),
     which no other role may use (their other parts are negatives there)."""
-    from lookalike import RESERVED_CLIPS
+    from lookalike import reserved_clips
 
-    main = [c for c in clips if c["name"] not in RESERVED_CLIPS]
-    return main, {c["name"]: c["path"] for c in clips if c["name"] in RESERVED_CLIPS}
+    reserved = reserved_clips(part)
+    main = [c for c in clips if c["name"] not in reserved]
+    return main, {c["name"]: c["path"] for c in clips if c["name"] in reserved}
 
 
 COPY_GROUPS = ("G07", "G08", "G09", "G11", "G14", "G15")
 
 
-def plan_roles(clips: list[dict], rng: np.random.Generator):
+def plan_roles(clips: list[dict], rng: np.random.Generator, n_heldout: int = N_HELDOUT_UNGROUPED,
+               hard_neg_ref_min_s: float = HARD_NEG_REF_MIN_S):
     refs, natural, never, hardneg = [], [], [], []
     groups: dict[str, list[dict]] = defaultdict(list)
     ungrouped = []
@@ -118,7 +144,7 @@ def plan_roles(clips: list[dict], rng: np.random.Generator):
             refs.append(members[0])
             natural += [(m, members[0]) for m in members[1:]]
         else:  # hard-negative group: one reference (>= 3 s, random among the longest), others negatives
-            long_enough = [m for m in members if m["duration"] >= 3.5]
+            long_enough = [m for m in members if m["duration"] >= hard_neg_ref_min_s]
             top = [m for m in long_enough if m["duration"] >= long_enough[0]["duration"] - 0.01]
             ref = top[int(rng.integers(len(top)))]
             refs.append(ref)
@@ -126,7 +152,7 @@ def plan_roles(clips: list[dict], rng: np.random.Generator):
             rng.shuffle(others)
             hardneg += others[:MAX_HARD_NEG_PER_GROUP]
     long_ug = sorted([c for c in ungrouped if c["duration"] >= 3.0], key=lambda c: c["name"])
-    held = set(int(i) for i in rng.choice(len(long_ug), size=N_HELDOUT_UNGROUPED, replace=False))
+    held = set(int(i) for i in rng.choice(len(long_ug), size=n_heldout, replace=False))
     for i, c in enumerate(long_ug):
         (never if i in held else refs).append(c)
     never += sorted([c for c in ungrouped if c["duration"] < 3.0], key=lambda c: c["name"])
@@ -415,7 +441,7 @@ LA_POSITIVE_EDITS = ("crop_mild", "crop_heavy", "hflip", "colour", "grayscale", 
 LA_FLAT_STD = 8.0  # a member whose frames are this flat (e.g. a cell of plain sky) is left out
 
 
-def lookalike_queries(out: Path, reserved: dict[str, Path], seed: int, first_qi: int):
+def lookalike_queries(out: Path, reserved: dict[str, Path], seed: int, first_qi: int, part: str = "eval"):
     """Write the look-alike references (OUT/refs/) and queries; return (references [(id, path)],
     query rows, ground-truth rows, manifest info)."""
     import lookalike as la
@@ -424,8 +450,8 @@ def lookalike_queries(out: Path, reserved: dict[str, Path], seed: int, first_qi:
         return decode_windows(path, probe_size(path), [w])[0]
 
     assert la.FPS == WORK_FPS
-    members = la.plan(seed, reserved, window)
-    rng = np.random.default_rng([seed, 1414])
+    members = la.plan(seed, reserved, window, part)
+    rng = part_rng(seed, part, 1414)
     (out / "refs").mkdir(exist_ok=True)
     refs, qrows, gtrows, skipped = [], [], [], []
     qi = first_qi
@@ -499,23 +525,26 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default=str(Path(__file__).resolve().parent / "clip_split.tsv"))
     ap.add_argument("--out", default="benchmarks/work/bench")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=sorted(PART_SETTINGS), default="eval",
+                    help="eval: the evaluation benchmark (default); train: the training part, from the train split")
     args = ap.parse_args(argv)
+    settings = PART_SETTINGS[args.part]
 
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     t_start = time.monotonic()
-    rng = np.random.default_rng(args.seed)
+    rng = part_rng(args.seed, args.part)
     clips_dir = Path(args.clips).resolve()
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     (out / "queries").mkdir(parents=True)
 
-    clips, reserved = split_reserved(load_clips(clips_dir, Path(args.split)))
-    refs, natural, never, hardneg = plan_roles(clips, rng)
+    clips, reserved = split_reserved(load_clips(clips_dir, Path(args.split), args.part), args.part)
+    refs, natural, never, hardneg = plan_roles(clips, rng, settings["n_heldout"], settings["hard_neg_ref_min_s"])
     filler_pool = never  # ungrouped never-indexed clips
-    print(f"eval clips {len(clips)}: references {len(refs)}, natural copies {len(natural)}, "
+    print(f"{args.part} clips {len(clips)}: references {len(refs)}, natural copies {len(natural)}, "
           f"never-indexed {len(never)}, hard-negative clips {len(hardneg)}")
     sizes = {}
     for c in refs + never + hardneg:
@@ -702,7 +731,7 @@ def main(argv=None) -> int:
         print(f"natural copy {copy['name']} [0, {q_end:.2f}] -> {ref['name']} at {off:.2f} s (thumbnail error {err:.3f})")
 
     # ---- look-alike families (issue 14) ---------------------------------------------------------
-    la_refs, la_q, la_gt, la_info = lookalike_queries(out, reserved, args.seed, qi)
+    la_refs, la_q, la_gt, la_info = lookalike_queries(out, reserved, args.seed, qi, args.part)
     refs_out = [(Path(c["name"]).stem, c["path"]) for c in refs] + la_refs
     qrows += la_q
     gtrows += la_gt
@@ -721,7 +750,7 @@ def main(argv=None) -> int:
             f.write(f"{rid}\t{path}\n")
     n_pos = sum(r["kind"] == "positive" for r in qrows)
     manifest = {
-        "seed": args.seed, "work_fps": WORK_FPS, "max_size": [MAX_W, MAX_H],
+        "part": args.part, "seed": args.seed, "work_fps": WORK_FPS, "max_size": [MAX_W, MAX_H],
         "references": [c["name"] for c in refs] + [rid for rid, _ in la_refs],
         "never_indexed": [c["name"] for c in never], "lookalike": la_info,
         "hard_negative_clips": [c["name"] for c in hardneg],

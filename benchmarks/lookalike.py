@@ -27,8 +27,18 @@ Families (``FAMILIES``):
 
 The evaluation clips these families use (``RESERVED_CLIPS``) are taken out of the main benchmark's
 roles (bench_generate.py), so no footage of a family is indexed anywhere else. Generated content
-uses seeds 100000-899999 (training data of ``models/`` uses seeds >= 900000). Everything is drawn
-from the seed of the draw: the same seed gives the same files.
+uses seeds 100000-899999; seeds >= 900000 are training seeds (``models/`` uses 900000-949999, the
+training part below 950000-999999). Everything is drawn from the seed of the draw: the same seed
+gives the same files.
+
+The *training part* (``part="train"``, ``bench_generate.py --part train``) builds the same families
+from the ``train`` split instead, so that methods and thresholds can be fitted away from the
+evaluation benchmark: ``photo_parts`` pans over the first frame of ``sam2_bedroom.mp4``,
+``static_camera`` uses ``intel_one-by-one-person-detection``, ``sleap_single_fly`` and
+``dlc_mouse_openfield`` (``TRAIN_STATIC_CLIPS``; no sibling-only clip), and those training clips
+(``reserved_clips("train")``) are taken out of the training part's main roles. Its generated
+content uses seeds 950000-999999 (``TRAIN_SEED_BASE``) and its random streams are keyed apart from
+the evaluation part's, so no generated theme, template, picture, room or seed is shared with it.
 
 Siblings are negatives written as they are (re-encoded) half of the time, otherwise with one
 spatial edit of the main benchmark (the same edit functions), because an uploader edits what they
@@ -71,6 +81,31 @@ STATIC_CLIPS = {
 SIBLING_ONLY_CLIPS = {"sleap_flies_tracks_clip.mp4": ("sleap_flies_arena_120s.mp4", 3, 8.0)}
 PHOTO_CLIP = "openh264_street_redtrees_1920x1080.mp4"
 RESERVED_CLIPS = set(STATIC_CLIPS) | set(SIBLING_ONLY_CLIPS) | {PHOTO_CLIP}
+
+# Training clips given to the look-alike families of the training part (same windows' logic).
+TRAIN_STATIC_CLIPS = {
+    "dlc_mouse_openfield.mp4": ((0.0, 14.0), 5, 8.0, 17.0),  # 77.7 s
+    "intel_one-by-one-person-detection.mp4": ((0.0, 14.0), 8, 8.0, 17.0),  # 139.4 s
+    "sleap_single_fly.mp4": ((0.0, 20.0), 6, 8.0, 23.0),  # 128 s
+}
+TRAIN_SIBLING_ONLY_CLIPS: dict[str, tuple[str, int, float]] = {}
+TRAIN_PHOTO_CLIP = "sam2_bedroom.mp4"
+TRAIN_SEED_BASE = 950_000
+
+#: Per part: static clips, sibling-only clips, photo clip, generated seeds (base, number of
+#: 10000-seed blocks) and the extra key of its random streams (none for eval: unchanged draws).
+PARTS = {
+    "eval": {"static": STATIC_CLIPS, "sibling_only": SIBLING_ONLY_CLIPS, "photo": PHOTO_CLIP,
+             "seed_base": SEED_BASE, "seed_blocks": 80, "stream": ()},
+    "train": {"static": TRAIN_STATIC_CLIPS, "sibling_only": TRAIN_SIBLING_ONLY_CLIPS, "photo": TRAIN_PHOTO_CLIP,
+              "seed_base": TRAIN_SEED_BASE, "seed_blocks": 5, "stream": (TRAIN_SEED_BASE,)},
+}
+
+
+def reserved_clips(part: str = "eval") -> set[str]:
+    """The clips of ``part``'s split that its look-alike families use (out of its main roles)."""
+    cfg = PARTS[part]
+    return set(cfg["static"]) | set(cfg["sibling_only"]) | {cfg["photo"]}
 
 
 @dataclass
@@ -363,19 +398,23 @@ def static_camera_frames(background: np.ndarray, rng: np.random.Generator, secon
 # --------------------------------------------------------------------------------------------------
 
 
-def plan(seed: int, clips: dict[str, Path], decode_window: Callable[[Path, tuple[float, float]], np.ndarray]) -> list[Member]:
-    """Every member of every family for draw ``seed``. ``clips`` maps reserved clip names to paths
-    (a missing clip drops its part of the family); ``decode_window(path, (t0, t1))`` gives the
-    frames of a clip window at FPS and W x H."""
-    rng = np.random.default_rng([seed, 14])
-    base = SEED_BASE + (seed % 80) * 10_000
+def plan(seed: int, clips: dict[str, Path], decode_window: Callable[[Path, tuple[float, float]], np.ndarray],
+         part: str = "eval") -> list[Member]:
+    """Every member of every family for draw ``seed`` of ``part`` ("eval" or "train"). ``clips``
+    maps reserved clip names to paths (a missing clip drops its part of the family);
+    ``decode_window(path, (t0, t1))`` gives the frames of a clip window at FPS and W x H."""
+    cfg = PARTS[part]
+    stream = tuple(cfg["stream"])
+    static_clips, sibling_only, photo_clip = cfg["static"], cfg["sibling_only"], cfg["photo"]
+    rng = np.random.default_rng([seed, 14, *stream])
+    base = cfg["seed_base"] + (seed % cfg["seed_blocks"]) * 10_000
     members: list[Member] = []
 
     def add(fam, group, role, name, fn, source="", **meta):
         members.append(Member(fam, group, role, name, fn, source, meta))
 
     def sub(tag: int) -> np.random.Generator:
-        return np.random.default_rng([seed, 14, tag])
+        return np.random.default_rng([seed, 14, tag, *stream])
 
     tag = 0
     for g in range(3):  # terminal themes
@@ -407,8 +446,8 @@ def plan(seed: int, clips: dict[str, Path], decode_window: Callable[[Path, tuple
             add("bouncing_balls", f"balls{g}", role, f"la_balls{g}_{m}", lambda s=style, r=r, secs=secs: balls_frames(s, r, secs))
 
     pictures: list[tuple[str, Callable[[], np.ndarray]]] = []
-    if PHOTO_CLIP in clips:
-        pictures.append((PHOTO_CLIP, lambda: _first_frame(clips[PHOTO_CLIP])))
+    if photo_clip in clips:
+        pictures.append((photo_clip, lambda: _first_frame(clips[photo_clip])))
     for g in range(3 - len(pictures)):
         pictures.append((f"texture{g}", lambda r=sub(tag := tag + 1): texture(r)))
     for g, (pname, pic) in enumerate(pictures):
@@ -437,7 +476,7 @@ def plan(seed: int, clips: dict[str, Path], decode_window: Callable[[Path, tuple
             secs = REF_S if m == 0 else SIB_S
             add("static_camera_synth", f"room{g}", role, f"la_room{g}_{m}",
                 lambda bg=bg, r=r, secs=secs: static_camera_frames(bg, r, secs))
-    for ci, (clip, (ref_w, n_sib, sib_len, zone)) in enumerate(sorted(STATIC_CLIPS.items())):
+    for ci, (clip, (ref_w, n_sib, sib_len, zone)) in enumerate(sorted(static_clips.items())):
         if clip not in clips:
             continue
         path = clips[clip]
@@ -449,7 +488,7 @@ def plan(seed: int, clips: dict[str, Path], decode_window: Callable[[Path, tuple
             w = (t0, t0 + sib_len)
             add("static_camera", clip, "sibling", f"la_static{ci}_{m + 1}", lambda p=path, w=w: decode_window(p, w),
                 source=f"{clip}@{w[0]:.2f}-{w[1]:.2f}")
-    for clip, (group, n_sib, sib_len) in sorted(SIBLING_ONLY_CLIPS.items()):
+    for clip, (group, n_sib, sib_len) in sorted(sibling_only.items()):
         if clip not in clips or group not in clips:
             continue
         path = clips[clip]
