@@ -121,11 +121,13 @@ def transcode_refs(refs, folder: Path, gop_s: float):
 
 def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyframe_gop: float = 0.0,
                model: str | None = None, precision: str = "fp32", ref_fps: float = 1.0,
-               skip_loop_filter: bool = False) -> dict:
+               skip_loop_filter: bool = False, verify: bool = True) -> dict:
     """vmatch on the benchmark; ``precision`` and ``ref_fps`` are the CNN arithmetic and the sampling rate of
-    the reference indexing (queries: fp32, 1 frame/s)."""
+    the reference indexing (queries: fp32, 1 frame/s). ``verify=False``: the CNN score alone, no keypoints
+    extracted or stored (vmatch before pair verification, issue 14: the cost baseline)."""
     from vmatch import Bank
     from vmatch.embed import make_embedder
+    from vmatch.match import MatchParams
     from vmatch.pipeline import index_videos
 
     bank_dir = workdir / "bank_bench"
@@ -140,7 +142,7 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyfr
         idx_s, idx_video_s = 0.0, 0.0
         for rid, path in refs:
             s = index_videos(bank, [path], fps=ref_fps, ref_id=rid, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop,
-                             skip_loop_filter=skip_loop_filter)
+                             skip_loop_filter=skip_loop_filter, keypoints="reference" if verify else "none")
             idx_s += s.elapsed
             idx_video_s += s.seconds
             for p, msg in s.failed:
@@ -151,7 +153,7 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyfr
         m_s, m_video_s, threshold = 0.0, 0.0, None
         for q in queries:
             t = time.monotonic()
-            rep = bank.match(q["path"], min_score=-1.0)
+            rep = bank.match(q["path"], min_score=-1.0, params=MatchParams(verify=verify))
             m_s += time.monotonic() - t
             if rep.error:
                 errors.append(f"match {q['query_id']}: {rep.error}")
@@ -165,10 +167,12 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyfr
                     preds.append(bm.Box(q["query_id"], m.reference, sg.query_start, sg.query_end,
                                         sg.reference_start, sg.reference_end, sg.score))
     return {
-        "name": "vmatch", "preds": preds, "threshold": float(threshold),
+        "name": "vmatch" if verify else "vmatch-unverified", "preds": preds, "threshold": float(threshold),
         "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
         "load_s": load_s, "errors": errors,
         "note": "EfficientNet-Lite0 GeM + whitening, 1 frame/s, CPU; scores from report; threshold = report.threshold"
+                + ("; pairs verified with ORB keypoints + RANSAC, fused score (vmatch/verify.py)" if verify
+                   else "; unverified CNN scores, no keypoints (before issue 14)")
                 + ("; references indexed with skip_nonref" if skip_nonref else "")
                 + (f"; references indexed in keyframe mode (GOPs <= {keyframe_gop:g} s)" if keyframe_gop else "")
                 + (f"; model {model}" if model else "")
@@ -551,10 +555,10 @@ def main(argv=None) -> int:
     results = []
     for s in systems:
         t = time.monotonic()
-        if s == "vmatch":
+        if s in ("vmatch", "vmatch-unverified"):
             res = run_vmatch(refs, queries, outdir, skip_nonref=args.skip_nonref, keyframe_gop=args.keyframe_gop,
                              model=args.model, precision=args.precision, ref_fps=args.ref_fps,
-                             skip_loop_filter=args.skip_loop_filter)
+                             skip_loop_filter=args.skip_loop_filter, verify=s == "vmatch")
         elif s == "vpdq":
             try:
                 import vpdq  # noqa: F401

@@ -3,7 +3,10 @@
 # ../shared/clips (evaluation split only, seed 0), run vmatch, vPDQ and videohash on the same files
 # in the same run, and write the tables + plots into benchmarks/RESULTS.md.
 #
-#   benchmarks/run_benchmark.sh [--clips DIR] [--seed N] [--systems vmatch,vpdq,videohash]
+#   benchmarks/run_benchmark.sh [--clips DIR] [--seed N] [--systems vmatch,vmatch-unverified,vpdq,videohash]
+#
+# vmatch-unverified is vmatch without pair verification (issue 14: the CNN score alone, no keypoints):
+# the cost baseline, run in the same process so that its timings compare as ratios.
 #
 # Needs the README's set-up (.venv with vmatch). Peers stay out of vmatch's runtime install:
 #   * vpdq + matplotlib: the `bench` extra in .venv (vpdq builds against FFmpeg's headers, installed
@@ -12,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clips=../shared/clips seed=0 systems=vmatch,vpdq,videohash
+clips=../shared/clips seed=0 systems=vmatch,vmatch-unverified,vpdq,videohash
 while [ $# -gt 0 ]; do
   case "$1" in
     --clips) clips=$2; shift 2 ;;

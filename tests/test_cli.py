@@ -91,7 +91,10 @@ def test_match_json_contract_end_to_end(cli_bank, match_set, model_threshold):
         scores = [m["score"] for m in matches]
         assert scores == sorted(scores, reverse=True)
         for m in matches:
-            assert set(m) == {"reference", "score", "signal_type", "segments"}  # signal_type: issue 5
+            # signal_type: issue 5; the verification evidence: issue 14
+            assert set(m) == {"reference", "score", "signal_type", "segments", "cnn_score", "content_inliers",
+                              "verified_frames"}
+            assert m["score"] <= m["cnn_score"] and m["content_inliers"] > 0 and m["verified_frames"] >= 1
             assert m["signal_type"] == "cnn"  # these queries are edited copies: no exact hash matches
             assert isinstance(m["reference"], str) and m["reference"] in MATCH_REFERENCES
             assert isinstance(m["score"], float) and m["score"] >= obj["threshold"]
@@ -650,7 +653,8 @@ def test_hash_then_lookup_gives_the_matches_of_match(capsys, cli_bank, match_set
     assert sig == tmp_path / (q.stem + ".vmsig") and sig.is_file()
     assert line["md5"] == hashlib.md5(q.read_bytes()).hexdigest()
     assert line["sha1"] == hashlib.sha1(q.read_bytes()).hexdigest()
-    assert sig.stat().st_size < 30_000  # compact: no frames, no media
+    # no frames, no media: ~1 KB of embedding and up to 2 x 512 keypoints (36 B) per sampled second
+    assert sig.stat().st_size < 40_000 * 26
     code, out, _ = cli(capsys, "lookup", "--bank", cli_bank, "--json", sig)
     assert code == 0
     by_sig = json.loads(out)
@@ -705,12 +709,20 @@ def _npy_bytes(a) -> bytes:
 def _forged_signal(path: Path, model_id: str, ts, feats=None, *, features_raw: bytes | None = None) -> Path:
     import zipfile
 
-    header = {"format": "vmatch-cnn-signal", "version": 1, "model_id": model_id, "model": {}, "video_id": "v",
+    from vmatch.verify import empty
+
+    header = {"format": "vmatch-cnn-signal", "version": 2, "model_id": model_id, "model": {}, "video_id": "v",
               "duration": 10.0, "fps": 1.0, "n_blank": 0, "sha256": ""}
+    n = len(np.asarray(ts).reshape(-1))
+    e = empty()
+    none = type(e)(np.zeros(n, np.int32), e.coords, e.descriptors, e.static,
+                   type(e)(np.zeros(n, np.int32), e.coords, e.descriptors, e.static))
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("header.npy", _npy_bytes(np.frombuffer(json.dumps(header).encode(), np.uint8)))
         zf.writestr("timestamps.npy", _npy_bytes(ts))
         zf.writestr("features.npy", features_raw if features_raw is not None else _npy_bytes(feats))
+        for k, v in none.to_arrays().items():  # frames without keypoints
+            zf.writestr(f"{k}.npy", _npy_bytes(v))
     return path
 
 

@@ -227,13 +227,20 @@ def _npy(arr: np.ndarray) -> bytes:
 def _signal(ts, feats, *, model_id: str, dim: int | None = None, features_npy: bytes | None = None) -> bytes:
     """A .vmsig written member by member (as ``np.savez_compressed`` does), so that any array
     (or a forged ``features.npy``) can be put in it."""
-    header = {"format": "vmatch-cnn-signal", "version": 1, "model_id": model_id, "model": {"name": FAKE, "dim": dim},
+    from vmatch.verify import empty
+
+    header = {"format": "vmatch-cnn-signal", "version": 2, "model_id": model_id, "model": {"name": FAKE, "dim": dim},
               "video_id": "v", "duration": 4.0, "fps": 1.0, "n_blank": 0, "sha256": ""}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("header.npy", _npy(np.frombuffer(json.dumps(header).encode(), np.uint8)))
         z.writestr("timestamps.npy", _npy(np.asarray(ts, "<f8")))
         z.writestr("features.npy", features_npy if features_npy is not None else _npy(np.asarray(feats, "<f2")))
+        n = len(np.asarray(ts).reshape(-1))
+        e = empty(mirrored=True)
+        zero = type(e)(np.zeros(n, np.int32), e.coords, e.descriptors, e.static, type(e)(np.zeros(n, np.int32), e.coords, e.descriptors, e.static))
+        for k, v in zero.to_arrays().items():  # no keypoints in any frame: valid, and nothing to verify
+            z.writestr(f"{k}.npy", _npy(v))
     return buf.getvalue()
 
 
@@ -251,9 +258,11 @@ def test_malformed_and_oversized_signals_are_400_naming_the_file(make_app):
     dim = 64  # the fake model's width
     ts = np.arange(4.0)
     good = np.eye(4, dim)
-    bomb_rows = (70 << 20) // (2 * dim)  # 70 MiB of float16 zeros: over the 64 MiB bound, ~70 KB compressed
+    from vmatch.signals.cnn import MAX_EXPANDED_BYTES
+
+    bomb_rows = (MAX_EXPANDED_BYTES + (6 << 20)) // (2 * dim)  # float16 zeros just over the bound, ~0.5 MB compressed
     bomb = io.BytesIO()
-    np.savez_compressed(bomb, header=np.frombuffer(json.dumps({"format": "vmatch-cnn-signal", "version": 1,
+    np.savez_compressed(bomb, header=np.frombuffer(json.dumps({"format": "vmatch-cnn-signal", "version": 2,
                                                                "model_id": mid, "duration": 1.0}).encode(), np.uint8),
                         timestamps=np.zeros(1), features=np.zeros((bomb_rows, dim), np.float16))
     assert len(bomb.getvalue()) < 1 << 20

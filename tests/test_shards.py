@@ -131,7 +131,7 @@ def test_compressed_shard_index_recall_and_same_report(tmp_path):
         q = vecs["r007"][10:40] + 0.05 * rng.standard_normal((30, 64)).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         query = VideoEmbedding("q", np.arange(30, dtype=float), q, 30.0, spec.model_id)
-        params = MatchParams(threshold=0.1)
+        params = MatchParams(threshold=0.1, verify=False)  # random vectors: no frames to verify
         flat = sh.match(query, params=params).to_dict()
         assert flat["matches"][0]["reference"] == "r007"
         recs = sh.build_ann("ivf", nprobe=256)
@@ -159,7 +159,7 @@ def test_damaged_compressed_index_is_not_searched(tmp_path, caplog):
     sh, vecs, spec = _synthetic_bank(tmp_path / "s", n_refs=20, frames=30)
     try:
         query = VideoEmbedding("q", np.arange(20, dtype=float), vecs["r007"][5:25], 20.0, spec.model_id)
-        params = MatchParams(threshold=0.1)
+        params = MatchParams(threshold=0.1, verify=False)  # random vectors: no frames to verify
         exact = sh.match(query, params=params).to_dict()
         sh.build_ann("flat")
         assert all(isinstance(v, _AnnView) for v in sh.snapshot().views)

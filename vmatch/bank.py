@@ -96,6 +96,13 @@ LIST_SIGNAL_TYPES = (*EXACT_SIGNAL_TYPES, PDQ)
 #: vPDQ rows: one per sampled frame (value = PDQ hex, with quality, timestamp, frame number).
 VPDQ = "vpdq"
 
+#: ORB keypoints of a reference's frames (vmatch.verify.LocalFeatures as bytes, numpy npz, no
+#: pickle): the evidence pair verification compares a query's aligned frames with.
+_LOCAL_TABLE = """CREATE TABLE IF NOT EXISTS local_features (
+    ref_pk INTEGER PRIMARY KEY REFERENCES refs (pk) ON DELETE CASCADE,
+    data BLOB NOT NULL
+)"""
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS refs (
@@ -112,6 +119,7 @@ _SCHEMA = (
     extra TEXT NOT NULL DEFAULT '{}'
 )""",
     "CREATE INDEX IF NOT EXISTS refs_sha256 ON refs (sha256)",
+    _LOCAL_TABLE,
     _HASHES_TABLE,
     "CREATE INDEX IF NOT EXISTS hashes_value ON hashes (signal_type, value)",
 )
@@ -249,6 +257,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         with _txn(conn, immediate=True):
             for stmt in _SCHEMA[-2:]:
                 conn.execute(stmt)
+    if not _has_table(conn, "local_features"):  # a bank made before pair verification (issue 14)
+        with _txn(conn, immediate=True):
+            conn.execute(_LOCAL_TABLE)
     cols = {r[1] for r in conn.execute("PRAGMA table_info(hashes)")}
     if "frame_number" not in cols:  # a bank made before vPDQ was stored
         with _txn(conn, immediate=True):
@@ -511,6 +522,7 @@ class _Snapshot:
         self.vpdq: _VPDQTable | None = None
         self.pdq = None  # (ref id per row, FAISS binary index) of image PDQ hashes, if any
         self.searcher = index  # what frame search uses: the index, or its GPU copy (ann.GpuFlatSearcher)
+        self.local: dict = {}  # ref id -> vmatch.verify.LocalFeatures read so far (verification)
 
 
 class Bank:
@@ -877,6 +889,12 @@ class Bank:
             raise UsageError(f"{rid}: no frames to add")
         feats = np.ascontiguousarray(emb.features, dtype="<f4")
         ts = np.ascontiguousarray(emb.timestamps, dtype="<f8")
+        local = None
+        if emb.local is not None:  # keypoints as stored: static flags set, the kept ones chosen (once)
+            from vmatch.verify import prepare_reference
+
+            prepared = emb.local if emb.local.reference else prepare_reference(emb.local, emb.timestamps)
+            local = prepared.to_bytes()
         added = _now()
         with self._lock:
             self._acquire_writer()
@@ -902,6 +920,8 @@ class Bank:
                         ),
                     )
                     pk = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    if local is not None:
+                        conn.execute("INSERT INTO local_features (ref_pk, data) VALUES (?, ?)", (pk, local))
                     conn.executemany(
                         "INSERT INTO hashes (ref_pk, signal_type, value, quality, timestamp, frame_number)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -1162,6 +1182,7 @@ class Bank:
             duration=float(duration),
             model_id=self.model_id,
             sha256=sha256,
+            local=self.reference_local(ref_id, n_frames=int(n_frames)),
         )
 
     @_reads
@@ -1411,6 +1432,35 @@ class Bank:
         frame_idx = np.where(valid, ids - snap.first_fids[np.maximum(ref_idx, 0)], -1)
         ref_idx = np.where(valid, ref_idx, -1)
         return FrameHits(ref_idx, frame_idx, sim)
+
+    def local_features(self, ref_pos: int, *, snapshot: _Snapshot | None = None):
+        """The stored keypoints (:class:`vmatch.verify.LocalFeatures`) of the reference at position
+        ``ref_pos`` of the snapshot, or None for one indexed without them (re-index it)."""
+        snap = snapshot if snapshot is not None else self.snapshot()
+        rid = snap.ref_ids[ref_pos]
+        cached = snap.local.get(rid)
+        if cached is None:
+            cached = self.reference_local(rid, n_frames=int(snap.n_frames[ref_pos]))
+            if cached is not None and len(snap.local) < 4096:
+                snap.local[rid] = cached
+        return cached
+
+    @_reads
+    def reference_local(self, ref_id: str, *, n_frames: int | None = None):
+        """The stored keypoints of reference ``ref_id`` (None: stored without them); ``n_frames``:
+        how many frames they must describe (a mismatch is a BankError)."""
+        from vmatch.verify import LocalFeatures
+
+        row = self._conn.execute(
+            "SELECT l.data FROM local_features l JOIN refs r ON r.pk = l.ref_pk WHERE r.ref_id = ?", (ref_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        local = LocalFeatures.from_bytes(bytes(row[0]), source=f"{self.path / DB_NAME}: reference {ref_id!r}")
+        if n_frames is not None and len(local) != n_frames:
+            raise BankError(f"{self.path / DB_NAME}: reference {ref_id!r} has keypoints of {len(local)} frames for "
+                            f"{n_frames} frames; index it again")
+        return local
 
     def reference_vectors(self, ref_pos: int, *, snapshot: _Snapshot | None = None) -> np.ndarray:
         """[n, D] frame features of the reference at position ``ref_pos`` of the snapshot."""

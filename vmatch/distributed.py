@@ -50,6 +50,7 @@ from vmatch.match import calibration_for, match_embedding, MatchParams, with_has
 from vmatch.index import store_video
 from vmatch.pipeline import IndexSummary
 from vmatch.sample import BLANK_STD, embed_sampled, sample_video, SampledVideo
+from vmatch.verify import LocalFeatures
 from vmatch.types import MatchReport, VideoEmbedding
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,12 @@ def _decode_task(
     digests: bool = False,
     vpdq: bool = False,
     vpdq_variants: bool = False,
+    keypoints: str = "query",
 ) -> DecodedVideo:
-    """CPU task: decode and sample one file, or one window of it (and hash it, when asked)."""
+    """CPU task: decode and sample one file, or one window of it, with its local features (and
+    hash it, when asked)."""
     sampled = sample_video(path, size=size, fps=fps, blank_std=blank_std, start_index=start_index,
-                           max_frames=max_frames)
+                           max_frames=max_frames, keypoints=keypoints)
     d = vp = variants = None
     if digests:
         from vmatch.signals.exact import file_hashes
@@ -212,13 +215,14 @@ def merge_windows(parts: list[EmbeddedVideo]) -> VideoEmbedding:
     first = parts[0].embedding
     if len(parts) == 1:
         return first
-    ts, fs, blanks = [], [], set()
+    ts, fs, locs, blanks = [], [], [], set()
     last = -np.inf
     for p in parts:
         e = p.embedding
         keep = e.timestamps > last
         ts.append(e.timestamps[keep])
         fs.append(e.features[keep])
+        locs.append(e.local.select(keep) if e.local is not None else None)
         if len(e.timestamps):
             last = max(last, float(e.timestamps[-1]))
         blanks.update(float(t) for t in p.blank_timestamps)
@@ -231,6 +235,7 @@ def merge_windows(parts: list[EmbeddedVideo]) -> VideoEmbedding:
         duration=max(p.embedding.duration for p in parts),
         model_id=first.model_id,
         n_blank=len(blanks),
+        local=LocalFeatures.concat(locs) if all(x is not None for x in locs) else None,
     )
 
 
@@ -395,7 +400,7 @@ class RayEngine:
         return int(np.argmin(self._load))
 
     def _submit_embed(self, job: _Job, *, fps: float, digests: bool, vpdq: bool, variants: bool,
-                      window: int = 0, chunk: int | None = None, last: bool = True):
+                      window: int = 0, chunk: int | None = None, last: bool = True, keypoints: str = "query"):
         """Decode (one window of) ``job``'s file on a CPU task and embed it on the least loaded
         actor; returns the actor call's reference (and records the actor in ``job.actor``).
         The last window runs to the end of the file (the header's duration may be short)."""
@@ -403,7 +408,7 @@ class RayEngine:
         dref = self._decode.remote(
             _remote_path(job.path), size, fps, BLANK_STD, start_index=window * (chunk or 0),
             max_frames=None if last else chunk,
-            digests=digests, vpdq=vpdq, vpdq_variants=variants,
+            digests=digests, vpdq=vpdq, vpdq_variants=variants, keypoints=keypoints,
         )
         job.actor = self._pick_actor()
         self._load[job.actor] += 1
@@ -487,7 +492,7 @@ class RayEngine:
             windowed = job.windows > 1
             ref = self._submit_embed(job, fps=fps, digests=False, vpdq=vpdq and task.window == 0, variants=False,
                                      window=task.window, chunk=chunk if windowed else None,
-                                     last=task.window == job.windows - 1)
+                                     last=task.window == job.windows - 1, keypoints="reference")
             task.actor = job.actor
             inflight[ref] = task
 

@@ -35,7 +35,8 @@ def add_video(
     """
     from vmatch.signals.exact import file_hashes
 
-    emb = embed_video(path, embedder, fps=fps, video_id=ref_id, progress=progress, hash_file=False)
+    emb = embed_video(path, embedder, fps=fps, video_id=ref_id, progress=progress, hash_file=False,
+                      keypoints="reference")
     digests = file_hashes(path)
     vp = None
     if vpdq and len(emb):

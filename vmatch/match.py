@@ -17,6 +17,7 @@ so its normalised similarity is ~0 and it cannot produce a match; a real copy st
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,13 @@ from vmatch.align import AlignParams, align_pair
 from vmatch.errors import ModelError, UsageError
 from vmatch.sample import embed_video
 from vmatch.types import Match, MatchReport, Segment, VideoEmbedding
+from vmatch.verify import VerifyParams, verify, weight
+
+log = logging.getLogger(__name__)
+
+#: Candidates whose CNN score is below this are not verified (their fused score is 0): the
+#: fused score never exceeds the CNN score, and a pair this weak is no copy at any threshold.
+VERIFY_MIN_CNN = 0.05
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,11 @@ class MatchParams:
         beta: weight of the background (score normalisation) term.
         threshold: global decision threshold on the pair score; None = the model's calibration.
         align: temporal alignment parameters.
+        verify: verify each candidate pair with local features (:mod:`vmatch.verify`) and report
+            the fused score; False reports the CNN score alone (unverified: look-alikes of a
+            reference's style, place or source score as high as its copies — for experiments and
+            embeddings made without keypoints, never for decisions).
+        verification: parameters of the verification and of the fused score.
     """
 
     k: int = 32
@@ -45,6 +58,8 @@ class MatchParams:
     beta: float = 1.0
     threshold: float | None = None
     align: AlignParams = field(default_factory=AlignParams)
+    verify: bool = True
+    verification: VerifyParams = field(default_factory=VerifyParams)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_candidates < 1:
@@ -146,6 +161,12 @@ def match_embedding(
         if s > best_by_ref.get(r, -np.inf):
             best_by_ref[r] = s
     cands = sorted(best_by_ref, key=lambda r: -best_by_ref[r])[: params.max_candidates]
+    if params.verify and query.local is None:
+        raise UsageError(
+            f"{name}: the query has no local features, so its matches cannot be verified; embed it with "
+            "keypoints='query' (signal files: hash the video again with this vmatch), or pass "
+            "MatchParams(verify=False) for unverified CNN scores"
+        )
     matches: list[Match] = []
     for r in cands:
         ref_vecs = bank.reference_vectors(r, snapshot=snap)
@@ -153,13 +174,33 @@ def match_embedding(
         segs = align_pair(sim, query.timestamps, snap.timestamps[r], params.align)
         if not segs:
             continue
-        score = segs[0].score
+        cnn = float(segs[0].score)
+        details: dict[str, float] = {}
+        w = 1.0
+        if params.verify:
+            w, details = _verification(bank, snap, r, query, segs[0], cnn, floor, params.verification)
+        score = cnn * w
         if score >= floor:
             # Segments below the floor are coincidences around the copy, not copies: not reported.
-            kept = tuple(s for s in segs if s.score >= floor)
-            matches.append(Match(reference=snap.ref_ids[r], score=float(score), segments=kept))
+            kept = tuple(dataclasses.replace(s, score=float(s.score * w)) for s in segs if s.score * w >= floor)
+            matches.append(Match(reference=snap.ref_ids[r], score=float(score), segments=kept, details=details))
     matches.sort(key=lambda m: (-m.score, m.reference))
     return MatchReport(query=name, duration=query.duration, threshold=threshold, matches=tuple(matches))
+
+
+def _verification(bank, snap, r: int, query: VideoEmbedding, seg: Segment, cnn: float, floor: float,
+                  params: VerifyParams) -> tuple[float, dict[str, float]]:
+    """(weight, report details) of candidate reference ``r`` whose best segment is ``seg``."""
+    if cnn < max(floor, VERIFY_MIN_CNN):
+        return 0.0, {"cnn_score": cnn, "content_inliers": 0.0, "verified_frames": 0.0}
+    ref_local = bank.local_features(r, snapshot=snap)
+    if ref_local is None:
+        log.warning("reference %s has no local features (indexed before pair verification): its matches "
+                    "cannot be verified and are not reported; index it again", snap.ref_ids[r])
+        return 0.0, {"cnn_score": cnn, "content_inliers": 0.0, "verified_frames": 0.0}
+    ev = verify(query.local, query.timestamps, ref_local, snap.timestamps[r], seg, params)
+    return weight(ev, params), {"cnn_score": cnn, "content_inliers": ev.content_inliers,
+                                "verified_frames": float(ev.frames)}
 
 
 def match_query(
@@ -176,7 +217,7 @@ def match_query(
     if isinstance(item, VideoEmbedding):
         q, name = item, item.video_id
     else:
-        q = embed_video(item, embedder, fps=fps, hash_file=False)
+        q = embed_video(item, embedder, fps=fps, hash_file=False, keypoints="query" if params.verify else "none")
         name = str(item)
     report = match_embedding(
         bank, q, calibration=calibration_for(embedder), params=params, min_score=min_score, query_name=name

@@ -77,6 +77,7 @@ class _Done:
     digests: dict[str, str]
     vpdq: list | None
     advanced: float
+    local: object = None  # vmatch.verify.LocalFeatures of the file's frames
 
 
 @dataclass
@@ -128,15 +129,17 @@ def produce_file(
     device: str,
     keyframe_gop: float = 0.0,
     skip_loop_filter: bool = False,
+    keypoints: str = "reference",
 ) -> None:
     """Decode, sample and digest one file, handing its frames to ``emit`` in chunks, then a
     :class:`_Done` (or a :class:`_Failed` naming the file and the reason)."""
     from vmatch.decode import probe
-    from vmatch.sample import content_frames, SampleCounts, video_duration
+    from vmatch.sample import content_frames, local_extractor, SampleCounts, video_duration
     from vmatch.signals.exact import file_hashes
 
     try:
         info = probe(path)
+        extractor = local_extractor(keypoints, info)  # in this decode thread: OpenCV releases the GIL
         times: list[float] = []
         frames: list[np.ndarray] = []
         counts = SampleCounts()
@@ -146,6 +149,8 @@ def produce_file(
                                      keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter):
             times.append(float(t))
             frames.append(rgb)
+            if extractor is not None:
+                extractor.add(rgb)
             if len(frames) >= chunk_frames:
                 emit(_Frames(idx, times, frames, max(0.0, t - sent_t)))
                 sent_t = t
@@ -161,7 +166,8 @@ def produce_file(
             from vmatch.signals.vpdq import hash_video
 
             vp = hash_video(path, device=device)
-        emit(_Done(idx, duration, n_blank, digests, vp, max(0.0, duration - sent_t)))
+        emit(_Done(idx, duration, n_blank, digests, vp, max(0.0, duration - sent_t),
+                   extractor.result() if extractor is not None else None))
     except _Stopped:
         raise
     except VmatchError as e:
@@ -182,6 +188,7 @@ def index_files(
     skip_nonref: bool = False,
     keyframe_gop: float = 0.0,
     skip_loop_filter: bool = False,
+    keypoints: str = "reference",
     decoder_threads: int | None = None,
     vpdq: bool = False,
     cnn_threads: int | None = None,
@@ -259,6 +266,7 @@ def index_files(
             model_id=embedder.spec.model_id,
             sha256="",
             n_blank=msg.n_blank,
+            local=msg.local,
         )
         try:
             emb = store_video(bank, p, emb, digests=msg.digests, fps=fps, vpdq=msg.vpdq)
@@ -275,7 +283,8 @@ def index_files(
             last_save = time.monotonic()
 
     opts = dict(fps=fps, size=size, chunk_frames=chunk_frames, blank_std=BLANK_STD, skip_nonref=skip_nonref,
-                keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter, vpdq=vpdq, device=device)
+                keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter, vpdq=vpdq, device=device,
+                keypoints=keypoints)
     if workers <= 0:
         for i, p in enumerate(paths):
             produce_file(i, p, handle, decoder_threads=decoder_threads or 0, **opts)

@@ -75,6 +75,7 @@ def index_videos(
     cnn_threads: int | None = None,
     keyframe_gop: float = 0.0,
     skip_loop_filter: bool = False,
+    keypoints: str = "reference",
 ) -> IndexSummary:
     """Embed and add every video in ``paths`` to ``bank``, one atomic write per video.
 
@@ -88,6 +89,9 @@ def index_videos(
             after the other.
         cnn_threads: torch threads of a CPU CNN while decode workers run (None: a third of the
             cores, at least 1; the caller's setting is restored afterwards).
+        keypoints: ``"reference"`` stores each frame's local features, with which matches are
+            verified (:mod:`vmatch.verify`); ``"none"`` stores none (matches against such a
+            reference cannot be verified, hence are never reported: for cost comparisons only).
         skip_nonref: let the decoder skip non-reference frames (B-frames): faster, and a sampled
             frame may be a neighbour of the exact one (see benchmarks/RESULTS.md for what it costs).
         keyframe_gop: the fast mode for references (:func:`vmatch.decode.iter_frames`): GOPs up to
@@ -121,7 +125,7 @@ def index_videos(
         index_files(
             bank, paths, embedder, fps=fps, ref_id=ref_id, summary=summary, workers=workers,
             skip_nonref=skip_nonref, keyframe_gop=keyframe_gop, vpdq=vpdq, cnn_threads=cnn_threads,
-            skip_loop_filter=bool(skip_loop_filter),
+            skip_loop_filter=bool(skip_loop_filter), keypoints=keypoints,
             on_error=on_error, on_done=on_done, progress=progress, save_every=save_every,
         )
     except KeyboardInterrupt:

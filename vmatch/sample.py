@@ -90,6 +90,27 @@ def content_frames(
         raise DecodeError(str(path), "no decodable video frames")
 
 
+#: What ``keypoints=`` may ask for (:func:`local_extractor`).
+KEYPOINT_KINDS = ("query", "reference", "none")
+
+
+def local_extractor(keypoints: str, info):
+    """The local-feature extractor (:class:`vmatch.verify.Extractor`) for the frames of a video
+    whose :class:`~vmatch.types.VideoInfo` is ``info``: ``"query"`` extracts the frames and their
+    mirror images (a flipped copy is verified against the reference as it is), ``"reference"`` the
+    frames alone, ``"none"`` nothing (None)."""
+    if keypoints not in KEYPOINT_KINDS:
+        raise UsageError(f"keypoints must be one of {', '.join(KEYPOINT_KINDS)}, got {keypoints!r}")
+    if keypoints == "none":
+        return None
+    from vmatch.verify import DETECT_KEYPOINTS, QUERY_KEYPOINTS, Extractor
+
+    aspect = info.width / info.height if info.width and info.height else 0.0
+    if keypoints == "query":
+        return Extractor(aspect=aspect, mirrored=True, max_keypoints=QUERY_KEYPOINTS)
+    return Extractor(aspect=aspect, mirrored=False, max_keypoints=DETECT_KEYPOINTS)
+
+
 def video_duration(info, last_t: float, fps: float) -> float:
     return float(info.duration) if info.duration and info.duration > 0 else last_t + 1.0 / fps
 
@@ -108,6 +129,7 @@ class SampledVideo:
     duration: float
     n_blank: int
     blank_timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    local: object = None  # vmatch.verify.LocalFeatures of the frames, or None
 
 
 def sample_video(
@@ -118,6 +140,7 @@ def sample_video(
     blank_std: float = BLANK_STD,
     start_index: int = 0,
     max_frames: int | None = None,
+    keypoints: str = "query",
 ) -> SampledVideo:
     """Decode and sample one video exactly as :func:`embed_video` does, without embedding.
 
@@ -126,7 +149,8 @@ def sample_video(
     (the first sampling target, ``start_index / fps`` seconds) and ``max_frames`` (sampled frames
     at most) select one; concatenated in order, dropping a frame already yielded by the window
     before (same time), the windows give the frames of the whole video. A window after the
-    first may be empty (past the end).
+    first may be empty (past the end). ``keypoints``: which local features to extract with the
+    frames (see :func:`local_extractor`).
 
     Raises:
         DecodeError: the file cannot be read (the message names it and says why).
@@ -136,6 +160,7 @@ def sample_video(
     fps = check_fps(fps)
     p = Path(path)
     info = probe(p)
+    extractor = local_extractor(keypoints, info)
     times: list[float] = []
     blank_times: list[float] = []
     frames: list[np.ndarray] = []
@@ -149,16 +174,18 @@ def sample_video(
             continue
         times.append(float(t))
         frames.append(rgb)
+        if extractor is not None:
+            extractor.add(rgb)
     if n_seen == 0 and start_index == 0:
         raise DecodeError(str(p), "no decodable video frames")
     if n_seen and not frames and fps < DENSE_FPS and start_index == 0 and max_frames is None:
         # The dense pass of content_frames: a whole file whose sparse samples are all blank is
         # sampled again at the default rate, so that Ray below 1 frame/s loses no file the local
         # flow keeps. (A file decoded in windows is long: its windows are not re-sampled.)
-        return sample_video(p, size=size, fps=DENSE_FPS, blank_std=blank_std)
+        return sample_video(p, size=size, fps=DENSE_FPS, blank_std=blank_std, keypoints=keypoints)
     arr = np.stack(frames) if frames else np.zeros((0, size[1], size[0], 3), np.uint8)
     return SampledVideo(np.asarray(times, np.float64), arr, video_duration(info, last_t, fps), len(blank_times),
-                        np.asarray(blank_times, np.float64))
+                        np.asarray(blank_times, np.float64), extractor.result() if extractor is not None else None)
 
 
 def embed_video(
@@ -170,6 +197,7 @@ def embed_video(
     hash_file: bool = True,
     blank_std: float = BLANK_STD,
     progress: Callable[[float], None] | None = None,
+    keypoints: str = "query",
 ) -> VideoEmbedding:
     """Decode, sample and embed one video.
 
@@ -182,6 +210,9 @@ def embed_video(
         blank_std: frames whose pixel standard deviation is smaller in every colour channel are
             dropped as blank.
         progress: called with the seconds of video advanced since the last call.
+        keypoints: the local features extracted with the embeddings for verification:
+            ``"query"`` (with the mirrored frames), ``"reference"`` or ``"none"``
+            (:func:`local_extractor`).
 
     Returns:
         A :class:`VideoEmbedding`; it may hold zero frames when every sampled frame was blank.
@@ -197,6 +228,7 @@ def embed_video(
     spec = embedder.spec
     size = tuple(spec.input_size)
     batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    extractor = local_extractor(keypoints, info)
     times: list[float] = []
     feats: list[np.ndarray] = []
     buf_t: list[float] = []
@@ -217,6 +249,8 @@ def embed_video(
             reported = t
         buf_t.append(float(t))
         buf_f.append(rgb)
+        if extractor is not None:
+            extractor.add(rgb)
         if len(buf_f) >= batch:
             flush()
     flush()
@@ -233,6 +267,7 @@ def embed_video(
         model_id=spec.model_id,
         sha256=sha256_file(p) if hash_file else "",
         n_blank=n_blank,
+        local=extractor.result() if extractor is not None else None,
     )
 
 
@@ -250,4 +285,5 @@ def embed_sampled(sampled: SampledVideo, embedder, *, video_id: str, sha256: str
         model_id=embedder.spec.model_id,
         sha256=sha256,
         n_blank=sampled.n_blank,
+        local=sampled.local,
     )

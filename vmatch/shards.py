@@ -89,6 +89,9 @@ class _FlatView:
     def vectors(self, pos: int) -> np.ndarray:
         return self.bank.reference_vectors(pos, snapshot=self.snap)
 
+    def local(self, pos: int):
+        return self.bank.local_features(pos, snapshot=self.snap)
+
 
 class _AnnView:
     """A shard searched with its compressed index; exact vectors read from its SQLite file."""
@@ -115,6 +118,9 @@ class _AnnView:
 
     def vectors(self, pos: int) -> np.ndarray:
         return self.bank.reference_embedding(self.ref_ids[pos]).features
+
+    def local(self, pos: int):
+        return self.bank.reference_local(self.ref_ids[pos], n_frames=int(self.n_frames[pos]))
 
 
 @dataclass
@@ -470,6 +476,12 @@ class ShardedBank:
         snap = snapshot if snapshot is not None else self.snapshot()
         i = int(np.searchsorted(snap.offsets, ref_pos, side="right") - 1)
         return snap.views[i].vectors(int(ref_pos - snap.offsets[i]))
+
+    def local_features(self, ref_pos: int, *, snapshot: ShardedSnapshot | None = None):
+        """The stored keypoints of the reference at ``ref_pos`` (see :meth:`Bank.local_features`)."""
+        snap = snapshot if snapshot is not None else self.snapshot()
+        i = int(np.searchsorted(snap.offsets, ref_pos, side="right") - 1)
+        return snap.views[i].local(int(ref_pos - snap.offsets[i]))
 
     def match(self, item, *, fps: float = 1.0, params=None, min_score: float | None = None):
         """As :meth:`Bank.match`: the same report as one bank holding every reference."""

@@ -45,6 +45,8 @@ class VideoEmbedding:
     ``model_id``: :attr:`vmatch.models.ModelSpec.model_id` of the model that made the features.
     ``sha256``: content hash of the source file (hex), "" when unknown.
     ``n_blank``: sampled frames dropped because they carried no content (solid colour).
+    ``local``: the frames' ORB keypoints (:class:`vmatch.verify.LocalFeatures`, one entry per row of
+    ``features``) used to verify candidate pairs, or None when not extracted.
     """
 
     video_id: str
@@ -54,6 +56,7 @@ class VideoEmbedding:
     model_id: str
     sha256: str = ""
     n_blank: int = 0
+    local: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         ts = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
@@ -68,6 +71,8 @@ class VideoEmbedding:
             raise ValueError(f"{self.video_id}: timestamps must be strictly increasing")
         if not math.isfinite(self.duration) or self.duration < 0:
             raise ValueError(f"{self.video_id}: duration must be a finite number >= 0")
+        if self.local is not None and len(self.local) != ts.shape[0]:
+            raise ValueError(f"{self.video_id}: local features of {len(self.local)} frames for {ts.shape[0]} timestamps")
         object.__setattr__(self, "timestamps", ts)
         object.__setattr__(self, "features", feats)
 
@@ -120,7 +125,7 @@ class Match:
             "reference": self.reference,
             "score": round(float(self.score), 4),
             "signal_type": self.signal_type,
-            **{k: round(float(v), 2) for k, v in self.details.items()},
+            **{k: round(float(v), 4 if k.endswith("score") else 2) for k, v in self.details.items()},
             "segments": [s.to_dict() for s in self.segments],
         }
 

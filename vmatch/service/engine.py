@@ -362,7 +362,8 @@ def add_reference(handle: BankHandle, embedders: Embedders, path: Path, name: st
     bank = handle.bank
     try:
         embedder = embedders.get(bank.spec)
-        emb = embed_video(path, embedder, fps=fps, video_id=ref_id, hash_file=False, progress=deadline.check)
+        emb = embed_video(path, embedder, fps=fps, video_id=ref_id, hash_file=False, progress=deadline.check,
+                          keypoints="reference")
         metrics.frames.inc(by=len(emb))
         if len(emb) == 0:
             raise ServiceError(422, "blank_video",
@@ -403,7 +404,7 @@ def hash_upload(embedders: Embedders, spec, path: Path, name: str, *, fps: float
 
     try:
         embedder = embedders.get(spec)
-        emb = embed_video(path, embedder, fps=fps, hash_file=False, progress=deadline.check)
+        emb = embed_video(path, embedder, fps=fps, hash_file=False, progress=deadline.check, keypoints="none")
         metrics.frames.inc(by=len(emb))
         digests = file_hashes(path)
         deadline.check()

@@ -3,17 +3,23 @@
 Where it sits: ``vmatch hash`` (on a client device, say) -> **signal file** -> ``vmatch lookup``
 on the server, which matches it exactly as ``vmatch match`` would match the video itself.
 
-Format ``vmatch-cnn-signal``, version 1: a ZIP archive written by :func:`numpy.savez_compressed`,
+Format ``vmatch-cnn-signal``, version 2: a ZIP archive written by :func:`numpy.savez_compressed`,
 read with ``allow_pickle=False`` (no code can hide in it), holding
 
-* ``header.json`` (UTF-8 JSON as a uint8 array): ``{"format": "vmatch-cnn-signal", "version": 1,
+* ``header.json`` (UTF-8 JSON as a uint8 array): ``{"format": "vmatch-cnn-signal", "version": 2,
   "model_id": ..., "model": <ModelSpec dict>, "video_id": ..., "duration": seconds, "fps": sampling
   rate, "n_blank": dropped blank frames, "sha256": content hash of the file or ""}``;
 * ``timestamps``: float64 [N], presentation times in seconds;
 * ``features``: float16 [N, D], the L2-normalised frame embeddings (float16 halves the size; the
-  match scores it gives differ from float32 by less than 1e-3).
+  match scores it gives differ from float32 by less than 1e-3);
+* version 2 adds the frames' local features, with which the server verifies candidate pairs
+  exactly as ``vmatch match`` does (:mod:`vmatch.verify`): ``local_counts`` int32 [N] keypoints per
+  frame, ``local_coords`` uint16 [K, 2] (1/16 px), ``local_desc`` uint8 [K, 32] ORB descriptors,
+  ``local_static`` packed bits, and the same with ``local_m_`` for the mirrored frames.
 
-A 60 s video at 1 frame/s with the default 256-d model takes about 30 KB.
+Version 1 files (no local features) are refused: their matches could not be verified.
+A 60 s video at 1 frame/s with the default 256-d model takes about 30 KB of embeddings and up to
+2.2 MB of local features (512 keypoints per frame and per mirror image, 36 bytes each).
 """
 
 from __future__ import annotations
@@ -31,20 +37,23 @@ from vmatch.errors import ModelMismatchError, UsageError
 from vmatch.types import VideoEmbedding
 
 FORMAT = "vmatch-cnn-signal"
-VERSION = 1
+VERSION = 2
 SUFFIX = ".vmsig"
 #: Most frames a signal may hold: 100,000 (27 h at 1 frame/s).
 MAX_FRAMES = 100_000
 #: Widest frame embedding a signal may carry.
 MAX_DIM = 4096
-#: Most bytes a signal may expand to when decompressed (its three arrays together): a signal of
-#: :data:`MAX_FRAMES` frames of the 256-d default model takes 52 MB.
-MAX_EXPANDED_BYTES = 64 * 2**20
+#: Most bytes a signal may expand to when decompressed (its arrays together): 3 hours at 1 frame/s
+#: with the default model's 512 keypoints per frame and mirror image (~37 KB a frame).
+MAX_EXPANDED_BYTES = 512 * 2**20
 #: Most bytes of header.json.
 MAX_HEADER_BYTES = 64 * 1024
 _MEMBERS = ("header", "timestamps", "features")
+_LOCAL_MEMBERS = tuple(f"local{m}_{k}" for m in ("", "_m") for k in ("counts", "coords", "desc", "static"))
 #: dtypes (numpy ``dtype.str``) a member may have; :func:`dumps` writes the first of each.
-_DTYPES = {"header": ("|u1",), "timestamps": ("<f8", "<f4"), "features": ("<f2", "<f4")}
+_DTYPES = {"header": ("|u1",), "timestamps": ("<f8", "<f4"), "features": ("<f2", "<f4"),
+           **{m: {"counts": ("<i4",), "coords": ("<u2",), "desc": ("|u1",), "static": ("|u1",)}[m.rsplit("_", 1)[1]]
+              for m in _LOCAL_MEMBERS}}
 
 
 def dumps(emb: VideoEmbedding, *, model: dict, fps: float) -> bytes:
@@ -60,12 +69,16 @@ def dumps(emb: VideoEmbedding, *, model: dict, fps: float) -> bytes:
         "n_blank": int(emb.n_blank),
         "sha256": emb.sha256,
     }
+    if emb.local is None or emb.local.mirrored is None:
+        raise UsageError(f"{emb.video_id}: a signal needs the query's local features with their mirror images "
+                         "(embed the video with keypoints='query')")
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
         header=np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8),
         timestamps=np.asarray(emb.timestamps, dtype="<f8"),
         features=np.asarray(emb.features, dtype="<f2"),
+        **emb.local.to_arrays(),
     )
     return buf.getvalue()
 
@@ -96,6 +109,11 @@ def loads(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_EXPANDED
             f"version {VERSION}); recompute it with this vmatch's `vmatch hash`"
         )
     ts, feats = _check_arrays(arrays["timestamps"], arrays["features"], header, source)
+    from vmatch.verify import LocalFeatures
+
+    local = LocalFeatures.from_arrays(arrays, source=source)
+    if local is None or local.mirrored is None or len(local) != ts.shape[0] or len(local.mirrored) != ts.shape[0]:
+        raise UsageError(f"{source}: inconsistent {FORMAT} file: local features missing or not one per frame")
     if feats.shape[0]:
         feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     try:
@@ -107,6 +125,7 @@ def loads(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_EXPANDED
             model_id=str(header["model_id"]),
             sha256=str(header.get("sha256", "")),
             n_blank=int(header.get("n_blank", 0)),
+            local=local,
         )
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise UsageError(f"{source}: inconsistent {FORMAT} file ({e})") from e
@@ -124,7 +143,8 @@ def _read_members(data: bytes, source: str, max_bytes: int) -> dict[str, np.ndar
         missing = [m for m in _MEMBERS if m + ".npy" not in infos]
         if missing:
             raise UsageError(f"{source}: not a {FORMAT} file (missing {missing})")
-        declared = sum(infos[m + ".npy"].file_size for m in _MEMBERS)
+        members = _MEMBERS + tuple(m for m in _LOCAL_MEMBERS if m + ".npy" in infos)
+        declared = sum(infos[m + ".npy"].file_size for m in members)
         if declared > max_bytes:
             raise UsageError(
                 f"{source}: expands to {declared} bytes when decompressed; a {FORMAT} file may expand to at "
@@ -133,7 +153,7 @@ def _read_members(data: bytes, source: str, max_bytes: int) -> dict[str, np.ndar
         if infos["header.npy"].file_size > MAX_HEADER_BYTES + 256:
             raise UsageError(f"{source}: header.json is over {MAX_HEADER_BYTES} bytes")
         out = {}
-        for m in _MEMBERS:
+        for m in members:
             info = infos[m + ".npy"]
             try:
                 with zf.open(info) as f:

@@ -1,0 +1,459 @@
+"""Verification of candidate pairs: do the aligned frames show the same content, not only the
+same kind of content?
+
+Whole-frame CNN features describe what a frame looks like (a terminal, a slide template, a
+street, one static camera), so videos of one style, place or source score high against each
+other although they share no footage. Before a pair is reported, its aligned frames are compared
+by *local features with geometric verification*: ORB keypoints (OpenCV) of the query frame are
+matched to those of the aligned reference frame (ratio test), and an affine transform is fitted
+with RANSAC; only matches consistent with one transform (the inliers) count. A copy — cropped,
+scaled, rotated a little, re-encoded, captioned — keeps its keypoints in one geometric relation;
+a look-alike matches glyphs, textures and template elements here and there, with no common
+geometry. Flips: the query's keypoints are also extracted from the mirrored frame.
+
+*Static content*: what does not change along a reference (a static camera's background, a slide
+template, a terminal's window chrome, a logo) is shared by every video of that source, copy or
+not. At indexing, each reference keypoint found again at the same place (same descriptor) in most
+reference frames at least :data:`STATIC_GAP_S` seconds away is marked *static*; verification
+counts *content inliers*: inliers whose reference keypoint is not static. A copy of a static
+camera keeps the moving foreground at the right time; the same camera at another time does not.
+
+The evidence of a pair is the best content-inlier count over up to :data:`VerifyParams.frames`
+aligned frame pairs of its best segment (each query frame against the two reference frames
+sampled on either side of its aligned time);
+:func:`fused_score` turns it and the CNN pair score into the one score compared with the global
+threshold (parameters calibrated on the training part of the benchmark, see ``models/``).
+
+Frames: the sampled frames the CNN sees (squashed to the model's input size) are converted to
+grey and stretched back to the video's display aspect (long side <= 2x the short one), so that
+ORB's patches are isotropic whatever the query's aspect (vertical 9:16 re-edits included).
+
+Storage (no media): per keypoint 2 x uint16 coordinates (1/16 px), a 32-byte ORB descriptor and a
+static bit; :data:`MAX_KEYPOINTS` per frame at most (~9 KB a frame for a reference).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmatch.errors import UsageError
+
+#: Keypoints stored per reference frame at most: the non-static ones first (see :func:`prepare_reference`).
+MAX_KEYPOINTS = 256
+#: Keypoints detected per frame (the strongest by ORB's Harris response): on a reference before
+#: the static ones are found and the kept ones chosen; on a query (and its mirror) as they are.
+DETECT_KEYPOINTS = 1024
+QUERY_KEYPOINTS = 512
+#: A reference keypoint is static when found again in most reference frames at least this far away.
+STATIC_GAP_S = 3.0
+#: Reference frames compared per frame to decide which keypoints are static.
+STATIC_PROBES = 4
+#: A keypoint found again in at least 1/STATIC_SHARE of the probes is static.
+STATIC_SHARE = 4
+_COORD_SCALE = 16.0
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    """ORB keypoints of the sampled frames of one video, frame by frame.
+
+    ``counts``: int32 [N] keypoints per frame (frame ``i`` holds rows ``offsets[i]:offsets[i+1]``);
+    ``coords``: float32 [K, 2] (x, y) in pixels of the aspect-corrected grey frame;
+    ``descriptors``: uint8 [K, 32]; ``static``: bool [K] (references; all False until computed);
+    ``mirrored``: the same for the horizontally mirrored frames (queries), or None;
+    ``reference``: prepared as a bank stores a reference (:func:`prepare_reference`).
+    """
+
+    counts: np.ndarray
+    coords: np.ndarray
+    descriptors: np.ndarray
+    static: np.ndarray
+    mirrored: "LocalFeatures | None" = None
+    reference: bool = False
+
+    def __post_init__(self) -> None:
+        counts = np.asarray(self.counts, np.int32).reshape(-1)
+        coords = np.asarray(self.coords, np.float32).reshape(-1, 2)
+        desc = np.asarray(self.descriptors, np.uint8).reshape(-1, 32)
+        static = np.asarray(self.static, bool).reshape(-1)
+        k = int(counts.sum())
+        if (counts < 0).any() or coords.shape[0] != k or desc.shape[0] != k or static.shape[0] != k:
+            raise ValueError(
+                f"LocalFeatures: {k} keypoints counted, {coords.shape[0]} coordinates, "
+                f"{desc.shape[0]} descriptors, {static.shape[0]} static flags"
+            )
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "coords", coords)
+        object.__setattr__(self, "descriptors", desc)
+        object.__setattr__(self, "static", static)
+        object.__setattr__(self, "_offsets", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def __len__(self) -> int:
+        return int(self.counts.shape[0])
+
+    def frame(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(coords, descriptors, static) of frame ``i``."""
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        return self.coords[a:b], self.descriptors[a:b], self.static[a:b]
+
+    def select(self, keep: np.ndarray) -> "LocalFeatures":
+        """The frames where boolean ``keep`` [N] is True (mirrored ones too)."""
+        keep = np.asarray(keep, bool)
+        rows = np.repeat(keep, self.counts)
+        return LocalFeatures(self.counts[keep], self.coords[rows], self.descriptors[rows], self.static[rows],
+                             self.mirrored.select(keep) if self.mirrored is not None else None, self.reference)
+
+    @staticmethod
+    def concat(parts: "list[LocalFeatures]") -> "LocalFeatures":
+        """The frames of ``parts`` one after the other (all mirrored or none)."""
+        if not parts:
+            return empty()
+        mirrored = [p.mirrored for p in parts]
+        has_m = [m is not None for m in mirrored]
+        if any(has_m) and not all(has_m):
+            raise ValueError("LocalFeatures.concat: parts with and without mirrored keypoints")
+        return LocalFeatures(
+            np.concatenate([p.counts for p in parts]),
+            np.concatenate([p.coords for p in parts]),
+            np.concatenate([p.descriptors for p in parts]),
+            np.concatenate([p.static for p in parts]),
+            LocalFeatures.concat(mirrored) if all(has_m) else None,
+            all(p.reference for p in parts),
+        )
+
+    # ------------------------------------------------------------------ bytes (no pickle)
+    def to_arrays(self, prefix: str = "local") -> dict[str, np.ndarray]:
+        """Plain arrays (for npz members or a bank row): counts, coords (uint16, 1/16 px),
+        descriptors, static bits; the mirrored set with ``prefix + "_m"``."""
+        out = {
+            f"{prefix}_counts": self.counts.astype("<i4"),
+            f"{prefix}_coords": np.clip(np.round(self.coords * _COORD_SCALE), 0, 65535).astype("<u2"),
+            f"{prefix}_desc": self.descriptors,
+            f"{prefix}_static": np.packbits(self.static),
+        }
+        if self.reference:
+            out[f"{prefix}_reference"] = np.ones(1, np.uint8)
+        if self.mirrored is not None:
+            out.update(self.mirrored.to_arrays(prefix + "_m"))
+        return out
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], prefix: str = "local", *, source: str = "") -> "LocalFeatures | None":
+        """Inverse of :meth:`to_arrays`; None when the arrays hold no ``prefix`` set."""
+        if f"{prefix}_counts" not in arrays:
+            return None
+        try:
+            counts = np.asarray(arrays[f"{prefix}_counts"]).astype(np.int32)
+            k = int(counts.sum())
+            static = np.unpackbits(np.asarray(arrays[f"{prefix}_static"], np.uint8))[:k].astype(bool)
+            return LocalFeatures(
+                counts,
+                np.asarray(arrays[f"{prefix}_coords"]).astype(np.float32) / _COORD_SCALE,
+                np.asarray(arrays[f"{prefix}_desc"], np.uint8),
+                static,
+                LocalFeatures.from_arrays(arrays, prefix + "_m", source=source),
+                bool(f"{prefix}_reference" in arrays),
+            )
+        except (KeyError, ValueError) as e:
+            raise UsageError(f"{source or 'local features'}: malformed local features ({e})") from None
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, version=np.array([_FORMAT_VERSION], "<i4"), **self.to_arrays())
+        return buf.getvalue()
+
+    @staticmethod
+    def from_bytes(data: bytes, *, source: str = "") -> "LocalFeatures":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as e:  # noqa: BLE001 - any unreadable blob is the same error
+            raise UsageError(f"{source or 'local features'}: unreadable local features ({e})") from None
+        if int(arrays.get("version", np.array([0]))[0]) != _FORMAT_VERSION:
+            raise UsageError(f"{source or 'local features'}: local features of an unknown version")
+        out = LocalFeatures.from_arrays(arrays, source=source)
+        if out is None:
+            raise UsageError(f"{source or 'local features'}: no local features in the blob")
+        return out
+
+
+def empty(mirrored: bool = False) -> LocalFeatures:
+    z = LocalFeatures(np.zeros(0, np.int32), np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8),
+                      np.zeros(0, bool))
+    return LocalFeatures(z.counts, z.coords, z.descriptors, z.static, z if mirrored else None)
+
+
+# ---------------------------------------------------------------------- extraction
+def _cv2():
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - a dependency of vmatch
+        raise UsageError(f"verification needs OpenCV (pip install opencv-python-headless): {e}") from None
+    return cv2
+
+
+def work_size(input_hw: tuple[int, int], aspect: float) -> tuple[int, int]:
+    """(width, height) of the grey frame ORB works on: the model's input frame stretched back to the
+    video's display ``aspect`` (width / height, clamped to [1/2, 2]) by enlarging one side."""
+    h, w = int(input_hw[0]), int(input_hw[1])
+    a = aspect if (aspect and math.isfinite(aspect) and aspect > 0) else w / h
+    a = min(2.0, max(0.5, a)) * h / w  # relative to the input frame's own shape
+    return (int(round(w * a)), h) if a >= 1 else (w, int(round(h / a)))
+
+
+class Extractor:
+    """ORB keypoints of frames, one frame at a time (not thread-safe: one per thread)."""
+
+    def __init__(self, *, aspect: float, mirrored: bool = False, max_keypoints: int = DETECT_KEYPOINTS) -> None:
+        cv2 = _cv2()
+        self._cv2 = cv2
+        self.aspect = float(aspect) if aspect else 0.0
+        self.mirrored = bool(mirrored)
+        self._orb = cv2.ORB_create(nfeatures=int(max_keypoints), scaleFactor=1.2, nlevels=6, edgeThreshold=15,
+                                   patchSize=15, fastThreshold=10)
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._parts_m: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _grey(self, rgb: np.ndarray) -> np.ndarray:
+        cv2 = self._cv2
+        g = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        wh = work_size(rgb.shape[:2], self.aspect)
+        return cv2.resize(g, wh, interpolation=cv2.INTER_LINEAR) if wh != (g.shape[1], g.shape[0]) else g
+
+    def _detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kp, d = self._orb.detectAndCompute(grey, None)
+        if d is None or not kp:
+            return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+        return np.array([k.pt for k in kp], np.float32), d
+
+    def add(self, rgb: np.ndarray) -> None:
+        """Extract the keypoints of one RGB frame (uint8 [H, W, 3]), appended as the next frame."""
+        g = self._grey(rgb)
+        self._parts.append(self._detect(g))
+        if self.mirrored:
+            self._parts_m.append(self._detect(np.ascontiguousarray(g[:, ::-1])))
+
+    def add_many(self, frames: np.ndarray) -> None:
+        for f in frames:
+            self.add(f)
+
+    def result(self) -> LocalFeatures:
+        def pack(parts):
+            if not parts:
+                return empty()
+            counts = np.array([len(c) for c, _ in parts], np.int32)
+            return LocalFeatures(counts, np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts]),
+                                 np.zeros(int(counts.sum()), bool))
+
+        main = pack(self._parts)
+        m = pack(self._parts_m) if self.mirrored else None
+        return LocalFeatures(main.counts, main.coords, main.descriptors, main.static, m)
+
+
+def extract(frames: np.ndarray, *, aspect: float, mirrored: bool = False) -> LocalFeatures:
+    """Keypoints of every frame of ``frames`` (uint8 [N, H, W, 3] RGB)."""
+    ex = Extractor(aspect=aspect, mirrored=mirrored)
+    ex.add_many(frames)
+    return ex.result()
+
+
+def with_static(local: LocalFeatures, timestamps: np.ndarray, *, gap_s: float = STATIC_GAP_S,
+                probes: int = STATIC_PROBES, max_px: float = 4.0, max_hamming: int = 48,
+                min_share: int = STATIC_SHARE) -> LocalFeatures:
+    """``local`` (a reference's keypoints) with its static flags set: a keypoint is static when a
+    keypoint with a descriptor within ``max_hamming`` bits lies within ``max_px`` pixels of it in at
+    least 1/``min_share`` of ``probes`` reference frames at least ``gap_s`` seconds away (evenly
+    spread; moving content is rarely found again at the same place seconds later, while a static
+    one can be hidden by what moves in front of it).
+    A reference shorter than ``gap_s`` has no static keypoint."""
+    cv2 = _cv2()
+    ts = np.asarray(timestamps, np.float64)
+    n = len(local)
+    if n != len(ts):
+        raise ValueError(f"with_static: {n} frames of keypoints for {len(ts)} timestamps")
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+    flags = []
+    for j in range(n):
+        pj, dj, _ = local.frame(j)
+        far = np.flatnonzero(np.abs(ts - ts[j]) >= gap_s)
+        hits = np.zeros(len(pj), np.int32)
+        if len(pj) and len(far):
+            picks = far[np.unique(np.linspace(0, len(far) - 1, min(probes, len(far))).round().astype(int))]
+            for k in picks:
+                pk, dk, _ = local.frame(int(k))
+                if not len(pk):
+                    continue
+                near = (np.abs(pj[:, None, :] - pk[None, :, :]).max(axis=2) <= max_px)
+                rows, cols = np.nonzero(near)
+                if not len(rows):
+                    continue
+                # Hamming distances of the spatially close pairs only.
+                ham = np.unpackbits(dj[rows] ^ dk[cols], axis=1).sum(axis=1)
+                ok = rows[ham <= max_hamming]
+                hits[np.unique(ok)] += 1
+            flags.append(hits * min_share >= len(picks))
+        else:
+            flags.append(np.zeros(len(pj), bool))
+    del bf
+    static = np.concatenate(flags) if flags else np.zeros(0, bool)
+    return LocalFeatures(local.counts, local.coords, local.descriptors, static, local.mirrored, local.reference)
+
+
+def prepare_reference(local: LocalFeatures, timestamps: np.ndarray, *, keep: int = MAX_KEYPOINTS) -> LocalFeatures:
+    """A reference's keypoints as stored: static flags set (:func:`with_static`), then per frame the
+    non-static keypoints first (in detection order: strongest pyramid level first), static ones
+    after, ``keep`` at most; mirrored keypoints dropped (the query brings its mirror)."""
+    if local.reference:
+        return local
+    local = with_static(LocalFeatures(local.counts, local.coords, local.descriptors, local.static), timestamps)
+    counts, rows = [], []
+    for j in range(len(local)):
+        a = int(local._offsets[j])
+        st = local.static[a : a + int(local.counts[j])]
+        order = np.concatenate([np.flatnonzero(~st), np.flatnonzero(st)])[:keep]
+        rows.append(a + order)
+        counts.append(len(order))
+    idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return LocalFeatures(np.asarray(counts, np.int32), local.coords[idx], local.descriptors[idx], local.static[idx],
+                         reference=True)
+
+
+# ---------------------------------------------------------------------- verification
+@dataclass(frozen=True)
+class VerifyParams:
+    """Parameters of pair verification and of the fused score.
+
+    Attributes:
+        frames: aligned frame pairs compared per pair (evenly along its best segment).
+        ratio: Lowe's ratio test on descriptor distances.
+        max_hamming: largest descriptor distance of a match.
+        reproj_px: RANSAC reprojection threshold (pixels of the work frame).
+        evidence_lo, evidence_hi: content inliers mapped to a verification weight of 0 and 1.
+        statistic: which frame pair's content inliers count: ``"best"`` or ``"second"`` (best).
+        transform: the geometry fitted with RANSAC: ``"affine"`` or ``"similarity"``.
+
+    The defaults of ``evidence_lo``, ``evidence_hi`` and ``statistic`` were fitted on the training
+    part of the benchmark by ``models/fit_verification.py`` (its log: ``models/verification_fit.md``).
+    """
+
+    frames: int = 6
+    ratio: float = 0.8
+    max_hamming: int = 64
+    reproj_px: float = 3.0
+    evidence_lo: float = 20.0
+    evidence_hi: float = 40.0
+    statistic: str = "best"
+    transform: str = "affine"
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or not (0 < self.ratio <= 1) or self.reproj_px <= 0:
+            raise UsageError("VerifyParams: frames >= 1, 0 < ratio <= 1, reproj_px > 0")
+        if self.statistic not in ("best", "second"):
+            raise UsageError("VerifyParams: statistic must be 'best' or 'second'")
+        if self.transform not in ("affine", "similarity"):
+            raise UsageError("VerifyParams: transform must be 'affine' or 'similarity'")
+        if not (0 <= self.evidence_lo < self.evidence_hi):
+            raise UsageError("VerifyParams: need 0 <= evidence_lo < evidence_hi")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What verification found for one pair: content inliers of the best compared frame pair, all
+    inliers of that pair, how many frame pairs were compared, and the content inliers of the
+    second best pair."""
+
+    content_inliers: float
+    inliers: float
+    frames: int
+    second_content_inliers: float = 0.0
+
+    def statistic(self, name: str) -> float:
+        return self.content_inliers if name == "best" else self.second_content_inliers
+
+
+def _inliers(cv2, bf, q, r, params: VerifyParams) -> tuple[int, int]:
+    """(content inliers, inliers) of query keypoints ``q`` against reference ``r``."""
+    pq, dq, _ = q
+    pr, dr, sr = r
+    if len(dq) < 6 or len(dr) < 6:
+        return 0, 0
+    ms = bf.knnMatch(dq, dr, k=2)
+    good = [m[0] for m in ms if len(m) == 2 and m[0].distance < params.ratio * m[1].distance
+            and m[0].distance <= params.max_hamming]
+    if len(good) < 6:
+        return 0, 0
+    qi = np.fromiter((m.queryIdx for m in good), np.int64, len(good))
+    ri = np.fromiter((m.trainIdx for m in good), np.int64, len(good))
+    fit = cv2.estimateAffine2D if params.transform == "affine" else cv2.estimateAffinePartial2D
+    M, inl = fit(pq[qi], pr[ri], method=cv2.RANSAC, ransacReprojThreshold=params.reproj_px, maxIters=500,
+                 confidence=0.99)
+    if M is None or inl is None:
+        return 0, 0
+    sx, sy = math.hypot(M[0, 0], M[1, 0]), math.hypot(M[0, 1], M[1, 1])
+    if not (0.25 < sx < 4.0 and 0.25 < sy < 4.0):  # degenerate fit
+        return 0, 0
+    inl = inl.ravel().astype(bool)
+    return int((inl & ~sr[ri]).sum()), int(inl.sum())
+
+
+def frame_pairs(q_times: np.ndarray, r_times: np.ndarray, seg, n: int) -> list[tuple[int, tuple[int, ...]]]:
+    """Up to ``n`` query frames evenly along segment ``seg``, each with the (one or two) reference
+    frames sampled nearest to its aligned time, one on each side of it: the two videos are sampled
+    at their own phase and a copy may be sped up, so the exact frame lies between two samples."""
+    qt, rt = np.asarray(q_times), np.asarray(r_times)
+    if not len(qt) or not len(rt):
+        return []
+    qs, qe, rs, re_ = seg.query_start, seg.query_end, seg.reference_start, seg.reference_end
+    targets = np.linspace(qs, qe, n) if qe > qs else np.array([qs])
+    rate = (re_ - rs) / (qe - qs) if qe > qs else 1.0
+    out: list[tuple[int, tuple[int, ...]]] = []
+    for t in targets:
+        i = int(np.argmin(np.abs(qt - t)))
+        if any(i == k for k, _ in out):
+            continue
+        tr = rs + (qt[i] - qs) * rate
+        after = int(np.searchsorted(rt, tr))
+        js = tuple(j for j in (after - 1, after) if 0 <= j < len(rt))
+        out.append((i, js))
+    return out
+
+
+def verify(query: LocalFeatures, q_times: np.ndarray, ref: LocalFeatures, r_times: np.ndarray, seg,
+           params: VerifyParams = VerifyParams()) -> Evidence:
+    """Evidence that segment ``seg`` of the query shows the reference's content (both as
+    :class:`LocalFeatures`; the query's mirrored keypoints are tried too when present)."""
+    cv2 = _cv2()
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+    scores: list[tuple[int, int]] = []
+    for i, js in frame_pairs(q_times, r_times, seg, params.frames):
+        best = (0, 0)
+        for j in js:
+            r = ref.frame(j)
+            best = max(best, _inliers(cv2, bf, query.frame(i), r, params))
+            if query.mirrored is not None:
+                best = max(best, _inliers(cv2, bf, query.mirrored.frame(i), r, params))
+        scores.append(best)
+    if not scores:
+        return Evidence(0.0, 0.0, 0)
+    scores.sort(reverse=True)
+    second = scores[1] if len(scores) > 1 else scores[0]
+    return Evidence(float(scores[0][0]), float(scores[0][1]), len(scores), float(second[0]))
+
+
+def weight(evidence: Evidence | None, params: VerifyParams = VerifyParams()) -> float:
+    """Verification weight in [0, 1] of ``evidence`` (0 without any)."""
+    if evidence is None:
+        return 0.0
+    w = (evidence.statistic(params.statistic) - params.evidence_lo) / (params.evidence_hi - params.evidence_lo)
+    return float(min(1.0, max(0.0, w)))
+
+
+def fused_score(cnn_score: float, evidence: Evidence | None, params: VerifyParams = VerifyParams()) -> float:
+    """The pair score compared with the global threshold: the CNN score times the verification
+    weight, so that a pair without content evidence scores 0 however alike its frames look."""
+    return float(cnn_score) * weight(evidence, params)
