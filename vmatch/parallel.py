@@ -140,6 +140,7 @@ def produce_file(
     try:
         info = probe(path)
         extractor = local_extractor(keypoints, info)  # in this decode thread: OpenCV releases the GIL
+        all_times: list[float] = []
         times: list[float] = []
         frames: list[np.ndarray] = []
         counts = SampleCounts()
@@ -151,6 +152,7 @@ def produce_file(
             frames.append(rgb)
             if extractor is not None:
                 extractor.add(rgb)
+                all_times.append(float(t))
             if len(frames) >= chunk_frames:
                 emit(_Frames(idx, times, frames, max(0.0, t - sent_t)))
                 sent_t = t
@@ -166,8 +168,12 @@ def produce_file(
             from vmatch.signals.vpdq import hash_video
 
             vp = hash_video(path, device=device)
-        emit(_Done(idx, duration, n_blank, digests, vp, max(0.0, duration - sent_t),
-                   extractor.result() if extractor is not None else None))
+        local = None
+        if extractor is not None:  # prepared as the bank stores it here, beside the CNN, not in its thread
+            from vmatch.verify import prepare_reference
+
+            local = prepare_reference(extractor.result(), np.asarray(all_times, np.float64))
+        emit(_Done(idx, duration, n_blank, digests, vp, max(0.0, duration - sent_t), local))
     except _Stopped:
         raise
     except VmatchError as e:

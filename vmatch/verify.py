@@ -56,6 +56,7 @@ STATIC_PROBES = 4
 STATIC_SHARE = 4
 
 
+
 # ---------------------------------------------------------------------- extraction
 def _cv2():
     try:
@@ -130,6 +131,53 @@ def extract(frames: np.ndarray, *, aspect: float, mirrored: bool = False) -> Loc
     return ex.result()
 
 
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (numpy >= 2 has it built in)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return np.unpackbits(x.view(np.uint8), axis=-1).reshape(*x.shape, 64).sum(axis=-1)  # pragma: no cover
+
+
+def _static_twins(pj: np.ndarray, dj: np.ndarray, pk: np.ndarray, dk: np.ndarray, max_px: float,
+                  max_hamming: int, cap: int = 8) -> np.ndarray:
+    """bool [len(pj)]: which keypoints of one frame have a twin in another (a keypoint within
+    ``max_px`` pixels whose descriptor is within ``max_hamming`` bits). The other frame's keypoints
+    are put in a grid of ``2 * max_px`` cells (``cap`` a cell at most), so each keypoint is compared
+    with those of the 3 x 3 cells around it only."""
+    cell = 2.0 * max_px
+    ck = np.floor(pk / cell).astype(np.int64)
+    ncx, ncy = int(ck[:, 0].max()) + 3, int(ck[:, 1].max()) + 3
+    grid = np.full((ncx, ncy, cap), -1, np.int64)
+    key = (ck[:, 0] + 1) * ncy + (ck[:, 1] + 1)
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.searchsorted(ks, ks, side="left")
+    rank = np.arange(len(ks)) - first
+    ok = rank < cap
+    flat = grid.reshape(-1, cap)
+    flat[ks[ok], rank[ok]] = order[ok]
+    cj = np.floor(pj / cell).astype(np.int64) + 1
+    cand = []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            x, y = cj[:, 0] + dx, cj[:, 1] + dy
+            inside = (x >= 0) & (x < ncx) & (y >= 0) & (y < ncy)
+            c = np.full((len(pj), cap), -1, np.int64)
+            c[inside] = grid[x[inside], y[inside]]
+            cand.append(c)
+    cand = np.concatenate(cand, axis=1)  # [n, 9 * cap]
+    rows, cols = np.nonzero(cand >= 0)
+    other = cand[rows, cols]
+    d = np.abs(pk[other] - pj[rows])
+    close = (d[:, 0] <= max_px) & (d[:, 1] <= max_px)
+    rows, other = rows[close], other[close]
+    dj64, dk64 = dj.view(np.uint64), dk.view(np.uint64)  # [n, 4] words of 64 bits
+    ham = _popcount(dj64[rows] ^ dk64[other]).sum(axis=1)
+    out = np.zeros(len(pj), bool)
+    out[rows[ham <= max_hamming]] = True
+    return out
+
+
 def with_static(local: LocalFeatures, timestamps: np.ndarray, *, gap_s: float = STATIC_GAP_S,
                 probes: int = STATIC_PROBES, max_px: float = 4.0, max_hamming: int = 48,
                 min_share: int = STATIC_SHARE) -> LocalFeatures:
@@ -139,12 +187,10 @@ def with_static(local: LocalFeatures, timestamps: np.ndarray, *, gap_s: float = 
     spread; moving content is rarely found again at the same place seconds later, while a static
     one can be hidden by what moves in front of it).
     A reference shorter than ``gap_s`` has no static keypoint."""
-    cv2 = _cv2()
     ts = np.asarray(timestamps, np.float64)
     n = len(local)
     if n != len(ts):
         raise ValueError(f"with_static: {n} frames of keypoints for {len(ts)} timestamps")
-    bf = cv2.BFMatcher(cv2.NORM_HAMMING)
     flags = []
     for j in range(n):
         pj, dj, _ = local.frame(j)
@@ -154,20 +200,12 @@ def with_static(local: LocalFeatures, timestamps: np.ndarray, *, gap_s: float = 
             picks = far[np.unique(np.linspace(0, len(far) - 1, min(probes, len(far))).round().astype(int))]
             for k in picks:
                 pk, dk, _ = local.frame(int(k))
-                if not len(pk):
-                    continue
-                near = (np.abs(pj[:, None, :] - pk[None, :, :]).max(axis=2) <= max_px)
-                rows, cols = np.nonzero(near)
-                if not len(rows):
-                    continue
-                # Hamming distances of the spatially close pairs only.
-                ham = np.unpackbits(dj[rows] ^ dk[cols], axis=1).sum(axis=1)
-                ok = rows[ham <= max_hamming]
-                hits[np.unique(ok)] += 1
+                if len(pk):
+                    hits += _static_twins(pj, np.ascontiguousarray(dj), pk, np.ascontiguousarray(dk), max_px,
+                                          max_hamming)
             flags.append(hits * min_share >= len(picks))
         else:
             flags.append(np.zeros(len(pj), bool))
-    del bf
     static = np.concatenate(flags) if flags else np.zeros(0, bool)
     return LocalFeatures(local.counts, local.coords, local.descriptors, static, local.mirrored, local.reference)
 
@@ -214,7 +252,7 @@ class VerifyParams:
     max_hamming: int = 64
     reproj_px: float = 3.0
     evidence_lo: float = 20.0
-    evidence_hi: float = 40.0
+    evidence_hi: float = 35.0
     statistic: str = "best"
     transform: str = "affine"
 
