@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 GRID_STAT = ("best", "second")
-GRID_LO = (6, 8, 10, 12, 14, 16, 20, 24)
-GRID_SPAN = (10, 15, 20)
+GRID_LO = (4, 6, 8, 10, 12, 14, 16, 20, 24)
+GRID_SPAN = (5, 10, 15, 20)
 MAX_FLAGGED = 0.01
 
 

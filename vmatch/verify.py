@@ -18,7 +18,9 @@ reference frames at least :data:`STATIC_GAP_S` seconds away is marked *static*; 
 counts *content inliers*: inliers whose reference keypoint is not static. A copy of a static
 camera keeps the moving foreground at the right time; the same camera at another time does not.
 
-The evidence of a pair is the best content-inlier count over up to :data:`VerifyParams.frames`
+Content inliers are counted as distinct places (:attr:`VerifyParams.cell_px` cells of the
+reference frame), so that a word or logo two slides of one template share at the same place is
+one piece of evidence, not dozens. The evidence of a pair is the best content-inlier count over up to :data:`VerifyParams.frames`
 aligned frame pairs of its best segment (each query frame against the two reference frames
 sampled on either side of its aligned time);
 :func:`fused_score` turns it and the CNN pair score into the one score compared with the global
@@ -242,6 +244,9 @@ class VerifyParams:
         evidence_lo, evidence_hi: content inliers mapped to a verification weight of 0 and 1.
         statistic: which frame pair's content inliers count: ``"best"`` or ``"second"`` (best).
         transform: the geometry fitted with RANSAC: ``"affine"`` or ``"similarity"``.
+        cell_px: content inliers are counted once per cell of this many pixels of the reference
+            frame (distinct places, not keypoints: a word or a logo shared by one template is one
+            place, a copy matches all over the frame); 0 counts keypoints.
 
     The defaults of ``evidence_lo``, ``evidence_hi`` and ``statistic`` were fitted on the training
     part of the benchmark by ``models/fit_verification.py`` (its log: ``models/verification_fit.md``).
@@ -251,10 +256,11 @@ class VerifyParams:
     ratio: float = 0.8
     max_hamming: int = 64
     reproj_px: float = 3.0
-    evidence_lo: float = 20.0
-    evidence_hi: float = 35.0
+    evidence_lo: float = 4.0
+    evidence_hi: float = 19.0
     statistic: str = "best"
     transform: str = "affine"
+    cell_px: float = 16.0
 
     def __post_init__(self) -> None:
         if self.frames < 1 or not (0 < self.ratio <= 1) or self.reproj_px <= 0:
@@ -304,7 +310,11 @@ def _inliers(cv2, bf, q, r, params: VerifyParams) -> tuple[int, int]:
     if not (0.25 < sx < 4.0 and 0.25 < sy < 4.0):  # degenerate fit
         return 0, 0
     inl = inl.ravel().astype(bool)
-    return int((inl & ~sr[ri]).sum()), int(inl.sum())
+    content = inl & ~sr[ri]
+    if params.cell_px > 0:  # distinct places, not keypoints: a shared word or logo is one place
+        cells = np.unique(np.floor(pr[ri[content]] / params.cell_px).astype(np.int64) @ np.array([1, 1 << 20]))
+        return int(len(cells)), int(inl.sum())
+    return int(content.sum()), int(inl.sum())
 
 
 def frame_pairs(q_times: np.ndarray, r_times: np.ndarray, seg, n: int) -> list[tuple[int, tuple[int, ...]]]:
