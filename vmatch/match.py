@@ -191,13 +191,14 @@ def match_embedding(
 def _verification(bank, snap, r: int, query: VideoEmbedding, seg: Segment, cnn: float, floor: float,
                   params: VerifyParams) -> tuple[float, dict[str, float]]:
     """(weight, report details) of candidate reference ``r`` whose best segment is ``seg``."""
+    unverified = {"cnn_score": cnn, "content_inliers": 0.0, "verified_frames": 0.0}
     if cnn < max(floor, VERIFY_MIN_CNN):
-        return 0.0, {"cnn_score": cnn, "content_inliers": 0.0, "verified_frames": 0.0}
+        return 0.0, unverified
     ref_local = bank.local_features(r, snapshot=snap)
     if ref_local is None:
         log.warning("reference %s has no local features (indexed before pair verification): its matches "
                     "cannot be verified and are not reported; index it again", snap.ref_ids[r])
-        return 0.0, {"cnn_score": cnn, "content_inliers": 0.0, "verified_frames": 0.0}
+        return 0.0, unverified
     ev = verify(query.local, query.timestamps, ref_local, snap.timestamps[r], seg, params)
     return weight(ev, params), {"cnn_score": cnn, "content_inliers": ev.content_inliers,
                                 "verified_frames": float(ev.frames)}

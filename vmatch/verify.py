@@ -126,13 +126,6 @@ class Extractor:
         return LocalFeatures(main.counts, main.coords, main.descriptors, main.static, m)
 
 
-def extract(frames: np.ndarray, *, aspect: float, mirrored: bool = False) -> LocalFeatures:
-    """Keypoints of every frame of ``frames`` (uint8 [N, H, W, 3] RGB)."""
-    ex = Extractor(aspect=aspect, mirrored=mirrored)
-    ex.add_many(frames)
-    return ex.result()
-
-
 def _popcount(x: np.ndarray) -> np.ndarray:
     """Set bits of each uint64 (numpy >= 2 has it built in)."""
     if hasattr(np, "bitwise_count"):
@@ -220,12 +213,13 @@ def prepare_reference(local: LocalFeatures, timestamps: np.ndarray, *, keep: int
         return local
     local = with_static(LocalFeatures(local.counts, local.coords, local.descriptors, local.static), timestamps)
     counts, rows = [], []
+    start = 0
     for j in range(len(local)):
-        a = int(local._offsets[j])
-        st = local.static[a : a + int(local.counts[j])]
+        st = local.frame(j)[2]
         order = np.concatenate([np.flatnonzero(~st), np.flatnonzero(st)])[:keep]
-        rows.append(a + order)
+        rows.append(start + order)
         counts.append(len(order))
+        start += len(st)
     idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     return LocalFeatures(np.asarray(counts, np.int32), local.coords[idx], local.descriptors[idx], local.static[idx],
                          reference=True)
