@@ -23,7 +23,7 @@ MAX_LINES = 450
 OVERSIZED: set[str] = {
     "vmatch.bank", "vmatch.cli", "vmatch.decode", "vmatch.distributed", "vmatch.embed",
     "vmatch.service.app", "vmatch.service.engine", "vmatch.shards", "vmatch.signals.pdq",
-    "vmatch.signals.vpdq", "vmatch.synth",
+    "vmatch.signals.vpdq",
 }
 
 
