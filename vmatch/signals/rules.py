@@ -31,3 +31,8 @@ VPDQ_QUALITY_THRESHOLD = 50
 VPDQ_QUERY_MATCH_THRESHOLD_PERCENT = 80.0
 #: ``VPDQ_INDEX_MATCH_THRESHOLD_PERCENT``: share of the compared video's frames that must match.
 VPDQ_INDEX_MATCH_THRESHOLD_PERCENT = 0.0
+
+#: The CNN signal file (:mod:`vmatch.signals.cnn`): format name, version written, file suffix.
+CNN_FORMAT = "vmatch-cnn-signal"
+CNN_VERSION = 2
+CNN_SUFFIX = ".vmsig"
