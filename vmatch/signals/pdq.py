@@ -8,6 +8,10 @@ reference's float32 arithmetic step by step so that its hashes are the same bits
 (the default on CUDA); on CPU the default is a fast path, several times faster, whose hashes are
 identical on nearly all frames (see "Fast path").
 
+This module is the batch driver (validation, grouping by size, chunking, the path chosen) and the
+public names; the results and bit helpers are in :mod:`vmatch.signals.pdq_bits`, the bit-exact
+core in :mod:`vmatch.signals.pdq_exact`, the fast path in :mod:`vmatch.signals.pdq_fast`.
+
 The algorithm, as the reference implements it (``pdqHash256FromFloatLuma``):
 
 1. Luminance ``Y = 0.299 R + 0.587 G + 0.114 B``. The ``pdqhash`` Python binding computes it with numpy

@@ -69,6 +69,7 @@ re-exports their public names.
 
 from __future__ import annotations
 
+from vmatch.signals.registry import VPDQSignal
 from vmatch.signals.rules import (
     VPDQ_DISTANCE_THRESHOLD,
     VPDQ_INDEX_MATCH_THRESHOLD_PERCENT,
@@ -120,5 +121,5 @@ __all__ = [
     "write_file",
 ]
 
-#: python-threatexchange's signal type name.
-SIGNAL_TYPE = "vpdq"
+#: python-threatexchange's signal type name (:attr:`VPDQSignal.name <vmatch.signals.registry.VPDQSignal>`).
+SIGNAL_TYPE = VPDQSignal.name
