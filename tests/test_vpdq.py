@@ -330,7 +330,7 @@ def test_match_agrees_with_transcribed_reference_on_random_sets() -> None:
 
 
 def test_match_large_sets_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vmatch.signals.vpdq as mod
+    import vmatch.signals.vpdq_match as mod  # where match_vpdq reads it
 
     rng = np.random.default_rng(6)
     ref_bits = random_bits(rng, 300)
@@ -522,7 +522,7 @@ def test_hash_video_errors(tmp_path: Path, videos: dict[str, Path]) -> None:
 def test_hash_video_stops_cleanly_on_errors(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import vmatch.signals.vpdq as mod
+    import vmatch.signals.vpdq_hash as mod  # where hash_video looks it up
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("hashing failed")

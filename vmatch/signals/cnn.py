@@ -34,11 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from vmatch.errors import ModelMismatchError, UsageError
+from vmatch.signals.rules import CNN_FORMAT as FORMAT
+from vmatch.signals.rules import CNN_SUFFIX as SUFFIX  # noqa: F401 - cnn.SUFFIX: the CLI
+from vmatch.signals.rules import CNN_VERSION as VERSION
 from vmatch.types import VideoEmbedding
-
-FORMAT = "vmatch-cnn-signal"
-VERSION = 2
-SUFFIX = ".vmsig"
 #: Most frames a signal may hold: 100,000 (27 h at 1 frame/s).
 MAX_FRAMES = 100_000
 #: Widest frame embedding a signal may carry.

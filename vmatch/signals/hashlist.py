@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmatch.errors import UsageError
+from vmatch.signals.exact import normalize_hex_digest
+from vmatch.signals.registry import LIST_SIGNAL_TYPES, SIGNAL_TYPES, VPDQSignal
 
-#: Signal types a hash-list line may start with.
-LINE_SIGNAL_TYPES = ("md5", "sha1", "pdq")
+#: Signal types a hash-list line may start with (the registry's list types: md5, sha1, pdq).
+LINE_SIGNAL_TYPES = LIST_SIGNAL_TYPES
+#: How the messages list them: "md5, sha1 or pdq".
+_LINE_TYPES_TEXT = f"{', '.join(LINE_SIGNAL_TYPES[:-1])} or {LINE_SIGNAL_TYPES[-1]}"
 
 
 def parse_hash_lines(
@@ -29,8 +33,7 @@ def parse_hash_lines(
         with_id: lines must carry a reference id (import) or not (lookup).
         source: name used in the messages (a file name).
     """
-    from vmatch.bank import normalize_pdq, validate_ref_id
-    from vmatch.signals.exact import normalize_hex_digest
+    from vmatch.bank import validate_ref_id
 
     out, problems = [], []
     for n, line in enumerate(_lines(text), 1):
@@ -50,16 +53,26 @@ def parse_hash_lines(
             elif default_type is not None:
                 t, rest = default_type, parts
             else:
-                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with md5, sha1 or pdq (or pass --signal-type)")
+                raise UsageError(f"unknown signal type {parts[0]!r}: a line starts with {_LINE_TYPES_TEXT} (or pass --signal-type)")
             if default_type is not None and t != default_type:
                 raise UsageError(f"signal type {t} in a --signal-type {default_type} list")
             if not rest or (with_id and len(rest) < 2):
                 raise UsageError(f"expected `<signal_type> <value>{' <id>' if with_id else ''}`")
             rid = validate_ref_id(rest[1].strip()) if with_id else ""
-            out.append((t, normalize_pdq(rest[0]) if t == "pdq" else normalize_hex_digest(rest[0], t), rid))
+            out.append((t, _normalize(t, rest[0]), rid))
         except UsageError as e:
             problems.append(f"{source}:{n}: {e}; line skipped")
     return out, problems
+
+
+def _normalize(signal_type: str, value: str) -> str:
+    """The canonical value of a line, by its signal type's rule (:mod:`vmatch.signals.registry`)."""
+    t = SIGNAL_TYPES.get(signal_type)
+    if t is not None and t.in_lists:
+        return t.normalize(value)
+    # A --signal-type that is no list type (the CLI and the service never pass one): the digest
+    # check names the valid algorithms, as it always did.
+    return normalize_hex_digest(value, signal_type)
 
 
 def _lines(text: str | bytes) -> list:
@@ -81,9 +94,6 @@ def read_hash_lines(
 
 
 def vpdq_id_from_name(name: str) -> str:
-    """Reference id of a vPDQ hash file: its name without ``.txt`` / ``.vpdq`` / ``.json``."""
-    name = Path(name).name
-    for suffix in (".txt", ".vpdq", ".json"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
+    """Reference id of a vPDQ hash file: its name without ``.txt`` / ``.vpdq`` / ``.json``
+    (:meth:`vmatch.signals.registry.VPDQSignal.ref_id_from_name`)."""
+    return VPDQSignal.ref_id_from_name(name)
