@@ -11,6 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -117,8 +118,7 @@ def iter_frames(
     """
     fps_f, size_hw = _validate_sampling(fps, size, start, max_frames, threads)
     gop = check_keyframe_gop(keyframe_gop)
-    return _iter_frames(
-        path,
+    request = _Sampling(
         fps=fps_f,
         size=size_hw,
         start=float(start),
@@ -128,6 +128,7 @@ def iter_frames(
         keyframe_gop=gop,
         skip_loop_filter=bool(skip_loop_filter),
     )
+    return _iter_frames(path, request)
 
 
 def check_keyframe_gop(keyframe_gop: Any) -> float:
@@ -140,35 +141,26 @@ def check_keyframe_gop(keyframe_gop: Any) -> float:
     return gop
 
 
-def _iter_frames(
-    path: str | os.PathLike[str],
-    *,
-    fps: float,
-    size: tuple[int, int] | None,
-    start: float,
-    max_frames: int | None,
-    skip_nonref: bool,
-    threads: int,
-    keyframe_gop: float = 0.0,
-    skip_loop_filter: bool = False,
-) -> Iterator[tuple[float, np.ndarray]]:
-    if max_frames == 0:
+@dataclass(frozen=True)
+class _Sampling:
+    """A checked :func:`iter_frames` request (the meaning of each field is said there)."""
+
+    fps: float
+    size: tuple[int, int] | None
+    start: float
+    max_frames: int | None
+    skip_nonref: bool
+    threads: int
+    keyframe_gop: float
+    skip_loop_filter: bool
+
+
+def _iter_frames(path: str | os.PathLike[str], request: _Sampling) -> Iterator[tuple[float, np.ndarray]]:
+    if request.max_frames == 0:
         check_file(path)
         return
     with open_video(path) as (name, container, stream), ffmpeg_failures(name, "decoding failed"):
-        yield from _sample(
-            name,
-            container,
-            stream,
-            fps=fps,
-            size=size,
-            start=start,
-            max_frames=max_frames,
-            skip_nonref=skip_nonref,
-            threads=threads,
-            keyframe_gop=keyframe_gop,
-            skip_loop_filter=skip_loop_filter,
-        )
+        yield from _sample(name, container, stream, request)
 
 
 class _Converter:
@@ -198,21 +190,12 @@ class _Converter:
         return self.orient.apply(rgb)
 
 
-def _sample(
-    name: str,
-    container: Any,
-    stream: Any,
-    *,
-    fps: float,
-    size: tuple[int, int] | None,
-    start: float,
-    max_frames: int | None,
-    skip_nonref: bool,
-    threads: int,
-    keyframe_gop: float = 0.0,
-    skip_loop_filter: bool = False,
-) -> Iterator[tuple[float, np.ndarray]]:
-    configure_decoder(stream, threads=threads, skip_nonref=skip_nonref, skip_loop_filter=skip_loop_filter)
+def _sample(name: str, container: Any, stream: Any, request: _Sampling) -> Iterator[tuple[float, np.ndarray]]:
+    fps, size, start, max_frames = request.fps, request.size, request.start, request.max_frames
+    keyframe_gop = request.keyframe_gop
+    configure_decoder(
+        stream, threads=request.threads, skip_nonref=request.skip_nonref, skip_loop_filter=request.skip_loop_filter
+    )
     clock = Clock(name, stream)
     stats = DecodeStats()
     frames = decoded_frames(name, container, stream, stats, keyframe_gop=keyframe_gop)
