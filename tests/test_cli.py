@@ -243,6 +243,7 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     src = tmp_path / "videos"
     write_clip(src / "short.mp4", scene_clip(1640, 0, 6), gop=1000)  # one GOP of 6 s: decoded in full
     monkeypatch.setattr("vmatch.embed.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("vmatch.embed.runtime.cpu_has_native_bf16", lambda: False)  # resolve_precision's
     code, _, err = cli(capsys, "index", "--bank", tmp_path / "b1", "--device", "cpu", "--fast", src)
     assert code == 0, err
     with Bank.open(tmp_path / "b1") as b:
@@ -253,6 +254,7 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     with Bank.open(tmp_path / "b2") as b:
         assert list(b.reference_embedding("short").timestamps) == [0.0]  # the GOP stood for by its keyframe
     monkeypatch.setattr("vmatch.embed.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("vmatch.embed.runtime.cpu_has_native_bf16", lambda: True)  # resolve_precision's
     code, _, err = cli(capsys, "index", "--bank", tmp_path / "b3", "--device", "cpu", "--fast", src)
     assert code == 0, err
     assert seen == [(0.5, 2.0, True, "fp32"), (1.0, 8.0, True, "fp32"), (0.5, 2.0, True, "bf16")]

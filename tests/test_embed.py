@@ -559,12 +559,12 @@ def test_resolve_precision(monkeypatch: pytest.MonkeyPatch) -> None:
         embed_mod.resolve_precision("int8", "cpu")
     with pytest.raises(UsageError, match="CUDA only"):
         embed_mod.resolve_precision("fp16", "cpu")
-    monkeypatch.setattr(embed_mod, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(embed_mod.runtime, "cpu_has_native_bf16", lambda: False)  # where resolve_precision looks
     with pytest.raises(UsageError, match="no native bf16"):
         embed_mod.resolve_precision("bf16", "cpu")
     with pytest.raises(UsageError, match="no native bf16"):  # checked before the model is built
         TorchEmbedder(RAW_SPEC, device="cpu", precision="bf16")
-    monkeypatch.setattr(embed_mod, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(embed_mod.runtime, "cpu_has_native_bf16", lambda: True)  # where resolve_precision looks
     assert embed_mod.resolve_precision("bf16", "cpu") == "bf16"
 
 

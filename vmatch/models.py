@@ -331,6 +331,19 @@ def projection_path(spec: ModelSpec, *, models_dir: str | Path | None = None) ->
     return base / spec.projection
 
 
+def _check_artifact_sha256(spec: ModelSpec, path: Path, *, show_actual: bool) -> None:
+    """ModelError when ``path`` (the projection artifact of ``spec``) does not hash to ``spec.projection_sha256``
+    (not checked when the spec records none); with ``show_actual`` the message names the file's own sha256."""
+    if not spec.projection_sha256:
+        return
+    actual = file_sha256(path)
+    if actual != spec.projection_sha256.lower():
+        raise ModelError(
+            f"{path}: sha256{f' {actual}' if show_actual else ''} differs from {spec.projection_sha256} recorded in "
+            f"model {spec.name!r}; restore the file from the repository or refit it with `{FIT_PROJECTION_COMMAND}`"
+        )
+
+
 def load_projection(
     spec: ModelSpec, *, models_dir: str | Path | None = None, in_dim: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -362,13 +375,7 @@ def load_projection(
             f"`{FIT_PROJECTION_COMMAND}` (it fits the projection on raw features of the "
             f"'effnet-lite0-gem-raw' model), or pass models_dir= pointing at a folder that has it"
         )
-    if spec.projection_sha256:
-        actual = file_sha256(path)
-        if actual != spec.projection_sha256.lower():
-            raise ModelError(
-                f"{path}: sha256 {actual} differs from {spec.projection_sha256} recorded in model {spec.name!r}; "
-                f"restore the file from the repository or refit it with `{FIT_PROJECTION_COMMAND}`"
-            )
+    _check_artifact_sha256(spec, path, show_actual=True)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "mean" not in npz.files or "components" not in npz.files:
@@ -422,11 +429,7 @@ def load_calibration(spec: ModelSpec, *, models_dir: str | Path | None = None) -
     path = projection_path(spec, models_dir=models_dir)
     if not path.is_file():
         return None
-    if spec.projection_sha256 and file_sha256(path) != spec.projection_sha256.lower():
-        raise ModelError(
-            f"{path}: sha256 differs from {spec.projection_sha256} recorded in model {spec.name!r}; "
-            f"restore the file from the repository or refit it with `{FIT_PROJECTION_COMMAND}`"
-        )
+    _check_artifact_sha256(spec, path, show_actual=False)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "background" not in npz.files or "threshold" not in npz.files:
