@@ -47,6 +47,16 @@ def _vpdq_frames(text: str, name: str) -> list:
     return frames
 
 
+def _embedded(path: Path, embedder, *, fps: float, deadline, metrics: Metrics, **how):
+    """The embedding of video ``path`` (the job's deadline checked between frames), counted in
+    the frame metrics; ``how``: ``embed_video``'s ``video_id`` and ``keypoints``."""
+    from vmatch.sample import embed_video
+
+    emb = embed_video(path, embedder, fps=fps, hash_file=False, progress=deadline.check, **how)
+    metrics.frames.inc(by=len(emb))
+    return emb
+
+
 # ---------------------------------------------------------------------------------------- matching
 @dataclass
 class QuerySignals:
@@ -58,12 +68,10 @@ class QuerySignals:
 
 
 def _hash_query(handle: BankHandle, embedder, path: Path, name: str, fps: float, deadline, metrics: Metrics):
-    from vmatch.sample import embed_video
     from vmatch.signals.exact import file_hashes
 
     try:
-        emb = embed_video(path, embedder, fps=fps, hash_file=False, progress=deadline.check)
-        metrics.frames.inc(by=len(emb))
+        emb = _embedded(path, embedder, fps=fps, deadline=deadline, metrics=metrics)
         digests = file_hashes(path)
         with handle.held() as bank:
             want_vpdq = bank.has_hashes(("vpdq", "pdq"))
@@ -183,14 +191,12 @@ def _load_signal(data: bytes, name: str):
 def hash_upload(embedders: Embedders, spec, path: Path, name: str, *, fps: float, deadline, metrics: Metrics,
                 delete: Callable[[], None]) -> dict:
     """Signals of a video without matching: digests, vPDQ lines, a summary of the CNN embedding."""
-    from vmatch.sample import embed_video
     from vmatch.signals.exact import file_hashes
     from vmatch.signals.vpdq import hash_video, to_text
 
     try:
         embedder = embedders.get(spec)
-        emb = embed_video(path, embedder, fps=fps, hash_file=False, progress=deadline.check, keypoints="none")
-        metrics.frames.inc(by=len(emb))
+        emb = _embedded(path, embedder, fps=fps, deadline=deadline, metrics=metrics, keypoints="none")
         digests = file_hashes(path)
         deadline.check()
         frames = hash_video(path, device=getattr(embedder, "device", "cpu"))
@@ -208,14 +214,12 @@ def hash_upload(embedders: Embedders, spec, path: Path, name: str, *, fps: float
 def add_reference(handle: BankHandle, embedders: Embedders, path: Path, name: str, ref_id: str, *, fps: float,
                   vpdq: bool, deadline, metrics: Metrics, delete: Callable[[], None] | None) -> dict:
     """Embed and hash a reference video, delete the upload, then store it (one transaction)."""
-    from vmatch.sample import embed_video
     from vmatch.signals.exact import file_hashes
 
     try:
         embedder = embedders.get(handle.bank.spec)
-        emb = embed_video(path, embedder, fps=fps, video_id=ref_id, hash_file=False, progress=deadline.check,
-                          keypoints="reference")
-        metrics.frames.inc(by=len(emb))
+        emb = _embedded(path, embedder, fps=fps, deadline=deadline, metrics=metrics, video_id=ref_id,
+                        keypoints="reference")
         if len(emb) == 0:
             raise ServiceError(422, "blank_video",
                                f"{name}: all {emb.n_blank} sampled frames are blank (solid colour); nothing to index")

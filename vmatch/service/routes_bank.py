@@ -131,18 +131,14 @@ def add_bank_routes(app: FastAPI, ctx: RouteContext) -> None:
         key: ApiKey = Depends(curate_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        up = await ctx.upload_video(request)
-        try:
+
+        def work_for(up):
             rid = _ref_id(id if id is not None else up.fields.get("id"), up.filename)
-            info = await ctx.checked(up)
-            work = lambda deadline: engine.add_reference(  # noqa: E731
+            return lambda deadline: engine.add_reference(
                 h, state.embedders, up.path, up.display_name, rid, fps=config.fps, vpdq=vpdq, deadline=deadline,
                 metrics=state.metrics, delete=up.delete)
-            return await ctx.run_job("add_reference", work, key=key, bank=bank, mode=mode, duration=info.duration,
-                                     ok_status=201, on_refused=up.delete)
-        except BaseException:
-            up.delete()
-            raise
+
+        return await ctx.upload_job(request, "add_reference", work_for, key=key, bank=bank, mode=mode, ok_status=201)
 
     @app.post("/banks/{bank}/references/from-path", response_model=schemas.ReferenceAdded, status_code=201,
               tags=["references"], summary="Add a reference video from a file on the server (inside --media-root)",

@@ -33,17 +33,13 @@ def add_match_routes(app: FastAPI, ctx: RouteContext) -> None:
         key: ApiKey = Depends(match_key),
     ):
         spec = (await anyio.to_thread.run_sync(state.banks.get, bank)).bank.spec if bank else config.default_model
-        up = await ctx.upload_video(request)
-        try:
-            info = await ctx.checked(up)
-            work = lambda deadline: engine.hash_upload(  # noqa: E731
+
+        def work_for(up):
+            return lambda deadline: engine.hash_upload(
                 state.embedders, spec, up.path, up.display_name, fps=config.fps, deadline=deadline,
                 metrics=state.metrics, delete=up.delete)
-            return await ctx.run_job("hash", work, key=key, bank=bank, mode=mode, duration=info.duration,
-                                     on_refused=up.delete)
-        except BaseException:
-            up.delete()
-            raise
+
+        return await ctx.upload_job(request, "hash", work_for, key=key, bank=bank, mode=mode)
 
     @app.post("/banks/{bank}/match", response_model=schemas.MatchReportOut, response_model_exclude_none=True,
               tags=["matching"], summary="Match an uploaded video against a bank (the report of `vmatch match --json`)",
@@ -57,17 +53,13 @@ def add_match_routes(app: FastAPI, ctx: RouteContext) -> None:
         key: ApiKey = Depends(match_key),
     ):
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
-        up = await ctx.upload_video(request)
-        try:
-            info = await ctx.checked(up)
-            work = lambda deadline: engine.match_upload(  # noqa: E731
+
+        def work_for(up):
+            return lambda deadline: engine.match_upload(
                 h, state.embedders, up.path, up.display_name, fps=config.fps, threshold=threshold,
                 min_score=min_score, deadline=deadline, metrics=state.metrics, delete=up.delete)
-            return await ctx.run_job("match", work, key=key, bank=bank, mode=mode, duration=info.duration,
-                                     on_refused=up.delete)
-        except BaseException:
-            up.delete()
-            raise
+
+        return await ctx.upload_job(request, "match", work_for, key=key, bank=bank, mode=mode)
 
     @app.get("/banks/{bank}/lookup", response_model=schemas.MatchReportOut, response_model_exclude_none=True,
              tags=["matching"], summary="Look a hash value up (md5, sha1 exact; pdq within 31 bits)", responses=ERRORS)

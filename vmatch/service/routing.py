@@ -90,6 +90,21 @@ class RouteContext:
         return await anyio.to_thread.run_sync(check_video, up.path, up.display_name, self.state.config,
                                               limiter=self.state.probe_limiter)
 
+    async def upload_job(self, request: Request, kind: str, work_for, *, key: ApiKey, bank: str | None, mode: str,
+                         ok_status: int = 200):
+        """Receive a video upload, check it (:func:`check_video`) and run ``work_for(upload)`` (the
+        job's work; it may refuse the request first) as a job (:meth:`run_job`). The upload is
+        deleted on every path that does not hand it to the job; the job deletes it once hashed."""
+        up = await self.upload_video(request)
+        try:
+            work = work_for(up)
+            info = await self.checked(up)
+            return await self.run_job(kind, work, key=key, bank=bank, mode=mode, duration=info.duration,
+                                      ok_status=ok_status, on_refused=up.delete)
+        except BaseException:
+            up.delete()
+            raise
+
     async def run_job(self, kind: str, work, *, key: ApiKey, bank: str | None, mode: str, duration: float,
                       ok_status: int = 200, on_refused=None):
         """Queue ``work`` as a job; answer its result (``ok_status``) when it finishes in time for
