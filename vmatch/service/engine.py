@@ -91,8 +91,9 @@ def match_report(handle: BankHandle, embedder, signals: QuerySignals, name: str,
     from vmatch.match import calibration_for, match_embedding, MatchParams, with_hash_matches
 
     params = MatchParams(threshold=threshold)
-    # The media is gone: the hash signals are the query's as hashed; no vPDQ was hashed if the
-    # bank held none then, so a vPDQ a curator adds meanwhile matches nothing (no file to hash).
+    # The media is gone: with_hash_matches reads no file when given the digests and the variants
+    # (``Path(name)`` only names the query); no vPDQ was hashed if the bank held none then, so a
+    # vPDQ or PDQ a curator adds meanwhile matches nothing (no file left to hash).
     variants = signals.vpdq_variants if signals.vpdq_variants is not None else []
     with handle.held() as bank:
         report = match_embedding(bank, signals.embedding, calibration=calibration_for(embedder), params=params,
