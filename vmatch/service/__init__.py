@@ -5,21 +5,33 @@ videos or hashes, curators maintain banks. In the conventions of Meta's Hasher-M
 banks, content, hashing, lookup and status endpoints.
 
 Modules:
-    config   ServiceConfig: every limit and option, passed to the app factory (no globals)
-    keys     API keys (scopes match / curate / admin), stored hashed in SQLite under the bank root
-    metrics  counters, gauges and histograms in Prometheus text format
-    jobs     bounded worker pool + job records (202 + GET /jobs/{id}), per-job time limit
-    uploads  request bodies streamed to a temp file with a running size limit (413); a client
-             leaving mid-upload is status 499
-    headers  frame sizes declared by MP4/QuickTime headers, read without FFmpeg
-    logs     redaction of secret-looking query parameters in every log record
-    engine   banks of the bank root, limits checks, the heavy work (embed, hash, match, lookup)
-    schemas  request / response models (pydantic) with field descriptions
-    app      create_app(config): routes, auth, error bodies
+    config         ServiceConfig: every limit and option, passed to the app factory (no globals)
+    keys           API keys (scopes match / curate / admin), stored hashed in SQLite under the bank root
+    metrics        counters, gauges and histograms in Prometheus text format
+    jobs           bounded worker pool + job records (202 + GET /jobs/{id}), per-job time limit
+    uploads        request bodies streamed to a temp file with a running size limit (413); a client
+                   leaving mid-upload is status 499
+    logs           redaction of secret-looking query parameters in every log record
+    errors         ServiceError (status, code, sentence) and the mapping of vmatch's errors
+    embedders      model names to specs; one embedder per model in the process
+    banks          the banks of the bank root: one open bank and one lock each, summaries, readiness
+    limits         checks before any heavy work: frame size, duration, frames; paths in the media root
+    engine         the heavy work of the jobs (embed, hash, match, lookup, add, import), through
+                   vmatch.match as the CLI does
+    state          ServiceState: everything one app owns (config, keys, metrics, banks, jobs)
+    schemas        request / response models (pydantic) with field descriptions
+    auth           the bearer-key checks of the routes, by scope
+    middleware     request counts and latency per route; the JSON body limit
+    routing        what the routes share: OpenAPI declarations, uploads, running a job
+    routes_status  /status/live, /status, /metrics
+    routes_bank    banks, references, hash-list imports
+    routes_match   /hash, match, lookup, /jobs/{id}
+    app            create_app(config): the app, its lifespan, error bodies, the routes
 
-Only ``app``, ``schemas`` and ``uploads`` import the web stack (FastAPI, pydantic, Starlette);
-``keys`` and ``config`` are used by the CLI. The service process never installs PyAV's log
-callback (``av.logging.set_level``): with it, FFmpeg's decoder threads deadlock against the GIL.
+Only ``app``, ``auth``, ``middleware``, ``routing``, the ``routes_*``, ``schemas`` and ``uploads``
+import the web stack (FastAPI, pydantic, Starlette); ``keys`` and ``config`` are used by the CLI.
+The service process never installs PyAV's log callback (``av.logging.set_level``): with it,
+FFmpeg's decoder threads deadlock against the GIL.
 """
 
 from __future__ import annotations
