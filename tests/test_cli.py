@@ -329,7 +329,7 @@ def _fake_bank(path: Path, ids: list[str]) -> Path:
 def test_match_ray_stdout_carries_only_the_reports(capsys, tmp_path, monkeypatch):
     """`match --ray --json`: what Ray prints in this process while it runs (start-up lines, a
     raylet warning under load) goes to stderr; stdout is one JSON object per input, in order."""
-    import vmatch.cli as cli_module
+    import vmatch.cli.match_cmd as match_cmd  # where `match --ray` looks up its engine
     from vmatch.types import MatchReport
 
     class NoisyEngine:  # stands in for RayEngine: prints on stdout as Ray's driver may
@@ -346,7 +346,7 @@ def test_match_ray_stdout_carries_only_the_reports(capsys, tmp_path, monkeypatch
                 print("(raylet) [Warning] heartbeat late")
                 yield MatchReport(query=str(f), duration=1.0, threshold=0.2)
 
-    monkeypatch.setattr(cli_module, "_ray_engine", lambda bank, args: NoisyEngine())
+    monkeypatch.setattr(match_cmd, "_ray_engine", lambda bank, args: NoisyEngine())
     bank = _fake_bank(tmp_path / "b", ["r1"])
     clip = small_clip(tmp_path / "q.mp4", 3, 2.0)
     missing = tmp_path / "missing.mp4"
