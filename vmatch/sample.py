@@ -8,7 +8,6 @@ samples a file, or one window of it, into memory for a distributed embedding wor
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,22 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from vmatch.errors import DecodeError, UsageError
+from vmatch.errors import DecodeError
+# BLANK_STD, check_fps and KEYPOINT_KINDS are also read from here (the distributed engine, tests).
+from vmatch.options import BLANK_STD, check_fps, check_keypoints, DecodeOptions, DEFAULT_FPS, KEYPOINT_KINDS  # noqa: F401
 from vmatch.types import VideoEmbedding
-
-#: A frame whose pixel standard deviation (0-255 scale) is below this carries no content
-#: (solid colour, fade to black): it is neither indexed nor searched.
-BLANK_STD = 4.0
-
-
-def check_fps(fps: float) -> float:
-    try:
-        f = float(fps)
-    except (TypeError, ValueError):
-        raise UsageError(f"sampling rate must be a number of frames per second, got {fps!r}") from None
-    if not math.isfinite(f) or f <= 0 or f > 120:
-        raise UsageError(f"sampling rate must be > 0 and <= 120 frames per second, got {fps}")
-    return f
 
 
 def is_blank(rgb: np.ndarray, blank_std: float = BLANK_STD) -> bool:
@@ -52,46 +39,35 @@ class SampleCounts:
 
 #: Sampling rate of the second, exact pass over a file whose sparse samples were all blank (see
 #: :func:`content_frames`): the default rate.
-DENSE_FPS = 1.0
+DENSE_FPS = DEFAULT_FPS
 
 
-def content_frames(
-    path: Path,
-    counts: SampleCounts,
-    *,
-    fps: float,
-    size: tuple[int, int],
-    blank_std: float = BLANK_STD,
-    **decode_options,
-):
-    """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` with
-    ``decode_options``), counting into ``counts``; raises :class:`DecodeError` at the end when the
-    file had no decodable frame. The one sampling loop of indexing and matching.
+def content_frames(path: Path, counts: SampleCounts, decode: DecodeOptions, *, size: tuple[int, int], threads: int = 0):
+    """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` as
+    ``decode`` says, at ``size`` with ``threads`` FFmpeg threads), counting into ``counts``; raises
+    :class:`DecodeError` at the end when the file had no decodable frame. The one sampling loop of
+    indexing and matching.
 
-    When sampling was sparse — keyframe mode (``keyframe_gop > 0``) or fewer than
+    When sampling was sparse (:attr:`DecodeOptions.sparse`) — keyframe mode or fewer than
     :data:`DENSE_FPS` frames a second — a file whose samples are all blank (a black leader as the
     only keyframe or the only sample of a short clip) is sampled again exactly at ``max(fps,
-    DENSE_FPS)``, so that a fast mode never loses a file the default sampling indexes."""
+    DENSE_FPS)`` (:meth:`DecodeOptions.dense`), so that a fast mode never loses a file the default
+    sampling indexes."""
     from vmatch.decode import iter_frames
 
-    for t, rgb in iter_frames(path, fps=fps, size=size, **decode_options):
+    for t, rgb in iter_frames(path, fps=decode.fps, size=size, threads=threads, **decode.decoder_options()):
         counts.n_seen += 1
         counts.last_t = t
-        if is_blank(rgb, blank_std):
+        if is_blank(rgb, decode.blank_std):
             counts.n_blank += 1
             continue
         yield t, rgb
-    if counts.n_seen and counts.n_blank == counts.n_seen and (decode_options.get("keyframe_gop") or fps < DENSE_FPS):
+    if counts.n_seen and counts.n_blank == counts.n_seen and decode.sparse:
         counts.n_seen = counts.n_blank = 0
-        yield from content_frames(path, counts, fps=max(fps, DENSE_FPS), size=size, blank_std=blank_std,
-                                  **{**decode_options, "keyframe_gop": 0.0})
+        yield from content_frames(path, counts, decode.dense(), size=size, threads=threads)
         return
     if counts.n_seen == 0:
         raise DecodeError(str(path), "no decodable video frames")
-
-
-#: What ``keypoints=`` may ask for (:func:`local_extractor`).
-KEYPOINT_KINDS = ("query", "reference", "none")
 
 
 def local_extractor(keypoints: str, info):
@@ -99,9 +75,7 @@ def local_extractor(keypoints: str, info):
     whose :class:`~vmatch.types.VideoInfo` is ``info``: ``"query"`` extracts the frames and their
     mirror images (a flipped copy is verified against the reference as it is), ``"reference"`` the
     frames alone, ``"none"`` nothing (None)."""
-    if keypoints not in KEYPOINT_KINDS:
-        raise UsageError(f"keypoints must be one of {', '.join(KEYPOINT_KINDS)}, got {keypoints!r}")
-    if keypoints == "none":
+    if check_keypoints(keypoints) == "none":
         return None
     from vmatch.verify import DETECT_KEYPOINTS, QUERY_KEYPOINTS, Extractor
 
@@ -136,7 +110,7 @@ def sample_video(
     path: str | os.PathLike,
     *,
     size: tuple[int, int],
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     blank_std: float = BLANK_STD,
     start_index: int = 0,
     max_frames: int | None = None,
@@ -192,7 +166,7 @@ def embed_video(
     path: str | os.PathLike,
     embedder,
     *,
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     video_id: str | None = None,
     hash_file: bool = True,
     blank_std: float = BLANK_STD,
@@ -222,7 +196,7 @@ def embed_video(
     """
     from vmatch.decode import probe, sha256_file
 
-    fps = check_fps(fps)
+    decode = DecodeOptions(fps=fps, blank_std=blank_std, keypoints=keypoints)  # the exact sampling of a query
     p = Path(path)
     info = probe(p)
     spec = embedder.spec
@@ -243,7 +217,7 @@ def embed_video(
 
     counts = SampleCounts()
     reported = 0.0
-    for t, rgb in content_frames(p, counts, fps=fps, size=size, blank_std=blank_std):
+    for t, rgb in content_frames(p, counts, decode, size=size):
         if progress is not None:
             progress(max(0.0, t - reported))
             reported = t
@@ -255,7 +229,7 @@ def embed_video(
             flush()
     flush()
     n_blank, last_t = counts.n_blank, counts.last_t
-    duration = video_duration(info, last_t, fps)
+    duration = video_duration(info, last_t, decode.fps)
     if progress is not None and duration > reported:
         progress(duration - reported)
     features = np.concatenate(feats) if feats else np.zeros((0, spec.dim), np.float32)

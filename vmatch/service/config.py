@@ -6,12 +6,12 @@ Every limit has a documented default and a ``vmatch serve`` flag of the same nam
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmatch.errors import UsageError
+from vmatch.threads import available_cores, share_cores
 
 MiB = 1 << 20
 
@@ -41,7 +41,7 @@ def _check_float(name: str, value, *, positive: bool) -> None:
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, available_cores()))
 
 
 @dataclass(frozen=True)
@@ -136,4 +136,4 @@ class ServiceConfig:
         """Torch threads: the given value, else the cores shared among the workers."""
         if self.torch_threads is not None:
             return max(1, int(self.torch_threads))
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return share_cores(self.workers)
