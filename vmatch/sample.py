@@ -17,7 +17,9 @@ import numpy as np
 
 from vmatch.errors import DecodeError
 # BLANK_STD, check_fps and KEYPOINT_KINDS are also read from here (the distributed engine, tests).
-from vmatch.options import BLANK_STD, check_fps, check_keypoints, DecodeOptions, DEFAULT_FPS, KEYPOINT_KINDS  # noqa: F401
+from vmatch.options import (  # noqa: F401
+    BLANK_STD, check_fps, check_keypoints, DecodeOptions, DEFAULT_FPS, KEYPOINT_KINDS,
+)
 from vmatch.types import VideoEmbedding
 
 
