@@ -102,15 +102,15 @@ class ThreadRequest:
     """One open :func:`torch_threads` request; :meth:`set` changes its count while it is open."""
 
     count: int
-    _policy: _Policy = field(repr=False)
+    _requests: _Requests = field(repr=False)
 
     def set(self, count: int) -> None:
         """Ask for ``count`` threads from now on (applied at once if this request is in force)."""
-        self._policy.update(self, _check(count))
+        self._requests.update(self, _check(count))
 
 
 @dataclass
-class _Policy:
+class _Requests:
     """The open requests, oldest first, and the setting found before the first of them."""
 
     open: list[ThreadRequest] = field(default_factory=list)
@@ -158,8 +158,8 @@ def _check(count: int) -> int:
     return count
 
 
-# torch's thread count is one per process, so are its requests: the one policy object of the module.
-_POLICY = _Policy()
+# torch's thread count is one per process, so are its requests: the one request stack of the module.
+_REQUESTS = _Requests()
 
 
 @contextmanager
@@ -169,8 +169,8 @@ def torch_threads(count: int) -> Iterator[ThreadRequest]:
     Nested and overlapping requests (from several Python threads too) are honoured: the latest
     open one is in force; yields the request, whose :meth:`ThreadRequest.set` changes its count.
     """
-    req = _POLICY.push(_check(count))
+    req = _REQUESTS.push(_check(count))
     try:
         yield req
     finally:
-        _POLICY.pop(req)
+        _REQUESTS.pop(req)

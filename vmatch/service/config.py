@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmatch.errors import UsageError
+from vmatch.options import DEFAULT_FPS
 from vmatch.threads import available_cores, share_cores
 
 MiB = 1 << 20
@@ -81,7 +82,7 @@ class ServiceConfig:
     bank_root: Path
     device: str = "auto"
     default_model: str = "effnet-lite0-gem"
-    fps: float = 1.0
+    fps: float = DEFAULT_FPS
     workers: int = field(default_factory=_default_workers)
     queue_size: int = 32
     torch_threads: int | None = None
