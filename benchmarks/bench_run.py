@@ -119,13 +119,16 @@ def transcode_refs(refs, folder: Path, gop_s: float):
 # --------------------------------------------------------------------------------------------------
 
 
-def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyframe_gop: float = 0.0,
-               model: str | None = None, precision: str = "fp32", ref_fps: float = 1.0,
-               skip_loop_filter: bool = False, verify: bool = True) -> dict:
-    """vmatch on the benchmark; ``precision`` and ``ref_fps`` are the CNN arithmetic and the sampling rate of
-    the reference indexing (queries: fp32, 1 frame/s). ``verify=False``: the CNN score alone, no keypoints
-    extracted or stored (vmatch before pair verification, issue 14: the cost baseline)."""
+def run_vmatch(refs, queries, workdir: Path, *, ref_decode=None, model: str | None = None, precision: str = "fp32",
+               verify: bool = True) -> dict:
+    """vmatch on the benchmark; ``precision`` and ``ref_decode`` (a ``vmatch.options.DecodeOptions``, default: the
+    default one) are the CNN arithmetic and the decoding and sampling of the reference indexing (queries: fp32,
+    1 frame/s). ``verify=False``: the CNN score alone, no keypoints extracted or stored (vmatch before pair
+    verification, issue 14: the cost baseline)."""
+    import dataclasses
+
     from vmatch import Bank
+    from vmatch.options import DecodeOptions
     from vmatch.embed import make_embedder
     from vmatch.match import MatchParams
     from vmatch.pipeline import index_videos
@@ -135,14 +138,14 @@ def run_vmatch(refs, queries, workdir: Path, *, skip_nonref: bool = False, keyfr
         shutil.rmtree(bank_dir)
     preds: list[bm.Box] = []
     errors = []
+    decode = dataclasses.replace(ref_decode or DecodeOptions(), keypoints="reference" if verify else "none")
     with Bank.open(bank_dir, create=True, device="cpu", model=model) as bank:
         t = time.monotonic()
         bank.set_embedder(make_embedder(bank.spec, device="cpu", precision=precision))  # not counted
         load_s = time.monotonic() - t
         idx_s, idx_video_s = 0.0, 0.0
         for rid, path in refs:
-            s = index_videos(bank, [path], fps=ref_fps, ref_id=rid, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop,
-                             skip_loop_filter=skip_loop_filter, keypoints="reference" if verify else "none")
+            s = index_videos(bank, [path], decode=decode, ref_id=rid)
             idx_s += s.elapsed
             idx_video_s += s.seconds
             for p, msg in s.failed:
@@ -521,7 +524,7 @@ def main(argv=None) -> int:
                     help="CNN arithmetic of vmatch's reference indexing (queries stay fp32)")
     ap.add_argument("--fast", action="store_true",
                     help="vmatch indexes the references as `vmatch index --fast` does (the fast reference mode: "
-                         "vmatch.pipeline.FAST_REFERENCE_MODE, bf16 on a CPU that has it)")
+                         "vmatch.options.FAST_REFERENCE_MODE, bf16 on a CPU that has it)")
     ap.add_argument("--skip-loop-filter", action="store_true",
                     help="vmatch decodes the references without the deblocking filter")
     ap.add_argument("--ref-fps", type=float, default=1.0,
@@ -534,12 +537,12 @@ def main(argv=None) -> int:
                          "<!-- bench:end --> (appended if absent) and the plots into plots/ beside it")
     args = ap.parse_args(argv)
     if args.fast:
-        from vmatch.pipeline import FAST_REFERENCE_MODE, fast_mode_precision
+        from vmatch.options import FAST_REFERENCE_MODE, fast_mode_precision
 
-        args.skip_nonref = FAST_REFERENCE_MODE["skip_nonref"]
-        args.keyframe_gop = FAST_REFERENCE_MODE["keyframe_gop"]
-        args.ref_fps = FAST_REFERENCE_MODE["fps"]
-        args.skip_loop_filter = FAST_REFERENCE_MODE["skip_loop_filter"]
+        args.skip_nonref = FAST_REFERENCE_MODE.skip_nonref
+        args.keyframe_gop = FAST_REFERENCE_MODE.keyframe_gop
+        args.ref_fps = FAST_REFERENCE_MODE.fps
+        args.skip_loop_filter = FAST_REFERENCE_MODE.skip_loop_filter
         args.precision = "bf16" if fast_mode_precision("cpu") == "bf16" else "fp32"
     t_all = time.monotonic()
     bench = Path(args.bench)
@@ -556,9 +559,12 @@ def main(argv=None) -> int:
     for s in systems:
         t = time.monotonic()
         if s in ("vmatch", "vmatch-unverified"):
-            res = run_vmatch(refs, queries, outdir, skip_nonref=args.skip_nonref, keyframe_gop=args.keyframe_gop,
-                             model=args.model, precision=args.precision, ref_fps=args.ref_fps,
-                             skip_loop_filter=args.skip_loop_filter, verify=s == "vmatch")
+            from vmatch.options import DecodeOptions
+
+            ref_decode = DecodeOptions(fps=args.ref_fps, keyframe_gop=args.keyframe_gop, skip_nonref=args.skip_nonref,
+                                       skip_loop_filter=args.skip_loop_filter)
+            res = run_vmatch(refs, queries, outdir, ref_decode=ref_decode, model=args.model, precision=args.precision,
+                             verify=s == "vmatch")
         elif s == "vpdq":
             try:
                 import vpdq  # noqa: F401

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     bank = Bank.open(work / "bank", create=True, device=args.device)
     bank.embedder()  # build the CNN before timing
     t0 = time.perf_counter()
-    summary = index_videos(bank, refs, fps=1.0)
+    summary = index_videos(bank, refs)
     t_index = time.perf_counter() - t0
     flower = [r for r in refs if r.name == "openh264_flower_1280x720.mp4"]
     sam = [r for r in refs if r.name.startswith("sam2_")]
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         b = Bank.open(work / f"bank-{len(speed)}", create=True, device=args.device)
         b.set_embedder(bank.embedder())
         t = time.perf_counter()
-        s = index_videos(b, files, fps=1.0)
+        s = index_videos(b, files)
         el = time.perf_counter() - t
         speed[name] = (s.seconds, el, s.seconds / el)
         b.close()

@@ -60,7 +60,8 @@ def part_scaling(args) -> dict:
     from vmatch.bank import Bank
     from vmatch.distributed import RayEngine, RayOptions
     from vmatch.embed import make_embedder, tune_cpu_allocator
-    from vmatch.pipeline import embed_sampled, index_videos, sample_video
+    from vmatch.pipeline import index_videos
+    from vmatch.sample import embed_sampled, sample_video
 
     tune_cpu_allocator()
     files = eval_clips(Path(args.clips))

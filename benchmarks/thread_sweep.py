@@ -38,8 +38,10 @@ def main(argv=None) -> int:
     from vmatch import Bank
     from vmatch.decode import probe
     from vmatch.embed import tune_cpu_allocator
+    from vmatch.options import DecodeOptions
     from vmatch.parallel import index_files
     from vmatch.pipeline import IndexSummary
+    from vmatch.threads import ThreadPolicy
 
     tune_cpu_allocator()
     work = Path(args.out)
@@ -57,8 +59,8 @@ def main(argv=None) -> int:
             torch.set_num_threads(tthreads)
             s = IndexSummary()
             t = time.monotonic()
-            index_files(bank, files, emb, fps=1.0, ref_id=None, summary=s, workers=workers,
-                        decoder_threads=dthreads, cnn_threads=tthreads, skip_nonref=True)
+            index_files(bank, files, emb, ref_id=None, summary=s, decode=DecodeOptions(skip_nonref=True),
+                        threads=ThreadPolicy(workers=workers, decoder_threads=dthreads, cnn_threads=tthreads))
             el = time.monotonic() - t
             print(f"workers={workers} ffmpeg_threads={dthreads or 'default'} torch_threads={tthreads}: "
                   f"{el:.2f} s = {video_s / el:.1f}x real time", flush=True)

@@ -181,28 +181,29 @@ def stages(files: list[Path], bank_dir: Path, device: str = "cpu") -> dict:
 
 
 FAST = "effnet-lite0-gem-fast"
-from vmatch.pipeline import FAST_REFERENCE_MODE  # noqa: E402
+from vmatch.options import DecodeOptions, FAST_REFERENCE_MODE  # noqa: E402
+from vmatch.threads import ThreadPolicy  # noqa: E402
 
-SKIP = dict(skip_nonref=True)
-KF = dict(SKIP, keyframe_gop=2.0)
+SKIP = DecodeOptions(skip_nonref=True)
+KF = DecodeOptions(skip_nonref=True, keyframe_gop=2.0)
 #: End-to-end configurations: key -> (label, options of end_to_end).
 CONFIGS = {
-    "slow": ("slow path (workers=0)", dict(workers=0)),
+    "slow": ("slow path (workers=0)", dict(threads=ThreadPolicy(workers=0))),
     "overlap": ("overlapped", {}),
-    "overlap_skip_nonref": ("overlapped + skip_nonref", SKIP),
-    "keyframes": ("+ keyframes (2 s)", KF),
-    "keyframes_bf16": ("+ keyframes + bf16", dict(KF, precision="bf16")),
+    "overlap_skip_nonref": ("overlapped + skip_nonref", dict(decode=SKIP)),
+    "keyframes": ("+ keyframes (2 s)", dict(decode=KF)),
+    "keyframes_bf16": ("+ keyframes + bf16", dict(decode=KF, precision="bf16")),
     "fast_mode": ("fast reference mode (`index --fast`: + 0.5 frame/s, no loop filter)",
-                  dict(FAST_REFERENCE_MODE, precision="fast")),
-    "fast_model": ("fast model + skip_nonref + keyframes", dict(KF, model=FAST)),
+                  dict(decode=FAST_REFERENCE_MODE, precision="fast")),
+    "fast_model": ("fast model + skip_nonref + keyframes", dict(decode=KF, model=FAST)),
 }
 #: The configurations also reported as a ratio to vPDQ.
 RATIOS = ("overlap_skip_nonref", "keyframes_bf16", "fast_mode", "fast_model")
 
 
-def end_to_end(files: list[Path], bank_dir: Path, *, workers=None, skip_nonref: bool = False, keyframe_gop: float = 0.0,
-               model: str | None = None, device: str = "cpu", precision: str = "auto", fps: float = 1.0,
-               skip_loop_filter: bool = False) -> dict | None:
+def end_to_end(files: list[Path], bank_dir: Path, *, decode: DecodeOptions = DecodeOptions(),
+               threads: ThreadPolicy = ThreadPolicy(), model: str | None = None, device: str = "cpu",
+               precision: str = "auto") -> dict | None:
     """``index_videos`` of ``files`` into a fresh bank; ``None`` when ``precision`` cannot run on ``device``
     (bf16 on a CPU without native bf16; on a GPU "auto" is already bf16/fp16). ``precision="fast"``: what
     ``vmatch index --fast`` picks (bf16 on a CPU that has it, else "auto")."""
@@ -221,8 +222,7 @@ def end_to_end(files: list[Path], bank_dir: Path, *, workers=None, skip_nonref: 
         emb = bank.embedder()
         h, w = emb.spec.input_size
         emb.embed(np.zeros((2, h, w, 3), np.uint8) + 100)  # load + warm-up, not counted
-        s = index_videos(bank, files, fps=fps, workers=workers, skip_nonref=skip_nonref, keyframe_gop=keyframe_gop,
-                         skip_loop_filter=skip_loop_filter)
+        s = index_videos(bank, files, decode=decode, threads=threads)
         t = time.monotonic()
         bank.save_index()
         save = time.monotonic() - t

@@ -230,13 +230,14 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     """--fast: references sampled at 0.5 frame/s in keyframe mode (2 s) with skip_nonref and, on a CPU with native
     bf16, in bf16; an explicit --fps / --keyframes / --precision wins; not with --ray."""
     import vmatch.parallel as parallel_mod
-    from vmatch.pipeline import FAST_REFERENCE_MODE
+    from vmatch.options import DecodeOptions, FAST_REFERENCE_MODE
 
     seen = []
     real = parallel_mod.index_files
 
     def spy(bank, paths, embedder, **kw):
-        seen.append((kw["fps"], kw["keyframe_gop"], kw["skip_nonref"] and kw["skip_loop_filter"], embedder.precision))
+        d = kw["decode"]
+        seen.append((d.fps, d.keyframe_gop, d.skip_nonref and d.skip_loop_filter, embedder.precision))
         return real(bank, paths, embedder, **kw)
 
     monkeypatch.setattr(parallel_mod, "index_files", spy)
@@ -260,7 +261,7 @@ def test_index_fast_flag(capsys, tmp_path, monkeypatch):
     assert seen == [(0.5, 2.0, True, "fp32"), (1.0, 8.0, True, "fp32"), (0.5, 2.0, True, "bf16")]
     code, _, err = cli(capsys, "index", "--bank", tmp_path / "b4", "--fast", "--ray-address", "local", src)
     assert code == 2 and "--ray" in err
-    assert dict(FAST_REFERENCE_MODE) == {"fps": 0.5, "keyframe_gop": 2.0, "skip_nonref": True, "skip_loop_filter": True}
+    assert FAST_REFERENCE_MODE == DecodeOptions(fps=0.5, keyframe_gop=2.0, skip_nonref=True, skip_loop_filter=True)
 
 
 def test_index_precision_flag(capsys, tmp_path):

@@ -1,6 +1,6 @@
 """Overlapped indexing (vmatch.parallel): decode workers ahead of the CNN through a bounded queue.
 
-The same bank as the sequential path (workers=0), whatever the number of workers; bad files
+The same bank as the sequential path (ThreadPolicy(workers=0)), whatever the number of workers; bad files
 reported and skipped while the others go through; memory bounded by the queue; Ctrl-C stops the
 workers and keeps the files stored before. The fast FakeEmbedder stands in for the CNN, except in
 the one test that compares with the real model.
@@ -19,7 +19,9 @@ from vmatch import synth
 from vmatch.bank import Bank
 from vmatch.embed import FakeEmbedder
 from vmatch.errors import UsageError
+from vmatch.options import DecodeOptions
 from vmatch.pipeline import index_videos
+from vmatch.threads import ThreadPolicy
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +54,9 @@ def _contents(bank):
 def test_workers_give_the_same_bank_as_the_sequential_path(tmp_path, files, workers):
     emb = FakeEmbedder()
     with _bank(tmp_path / "seq", emb) as seq, _bank(tmp_path / "par", emb) as par:
-        s0 = index_videos(seq, files, workers=0)
+        s0 = index_videos(seq, files, threads=ThreadPolicy(workers=0))
         errors = []
-        s1 = index_videos(par, files, workers=workers, on_error=lambda p, m: errors.append(p))
+        s1 = index_videos(par, files, threads=ThreadPolicy(workers=workers), on_error=lambda p, m: errors.append(p))
         a, b = _contents(seq), _contents(par)
     assert sorted(a) == sorted(b) == [f"clip_{i}" for i in range(6)]
     for rid in a:
@@ -72,8 +74,8 @@ def test_real_model_features_do_not_depend_on_batching(tmp_path, files):
     """The CNN sees batches made across files; a frame's embedding must not depend on its batch."""
     with Bank.open(tmp_path / "seq", create=True) as seq, Bank.open(tmp_path / "par", create=True) as par:
         par.set_embedder(seq.embedder())
-        index_videos(seq, files[:4], workers=0)
-        index_videos(par, files[:4], workers=2)
+        index_videos(seq, files[:4], threads=ThreadPolicy(workers=0))
+        index_videos(par, files[:4], threads=ThreadPolicy(workers=2))
         a, b = _contents(seq), _contents(par)
     assert sorted(a) == sorted(b) and len(a) == 3
     for rid in a:
@@ -114,7 +116,7 @@ def test_memory_is_bounded_by_the_queue(tmp_path, monkeypatch):
     emb = _SlowCountingEmbedder(decoded)
     emb.batch_size = 8
     with _bank(tmp_path / "b", emb) as bank:
-        s = index_videos(bank, [long_clip], fps=4.0, workers=1)
+        s = index_videos(bank, [long_clip], decode=DecodeOptions(fps=4.0), threads=ThreadPolicy(workers=1))
     assert s.videos == 1 and s.frames == decoded[0] >= 235
     chunk, queue_chunks = 8, 4  # index_files defaults for batch 8, one worker
     bound = (queue_chunks + 2) * chunk + emb.batch_size
@@ -135,7 +137,7 @@ def test_interrupt_stops_workers_and_keeps_finished_files(tmp_path, files):
     emb.batch_size = 2
     good = [f for i, f in enumerate(files) if i not in (2, 4)]
     with _bank(tmp_path / "b", emb) as bank:
-        s = index_videos(bank, good, workers=2)
+        s = index_videos(bank, good, threads=ThreadPolicy(workers=2))
         stored = [r.reference for r in bank.list()]
     assert s.interrupted
     assert len(stored) == s.videos < len(good)
@@ -149,7 +151,7 @@ def test_bad_workers_argument(tmp_path, files):
     with _bank(tmp_path / "b", FakeEmbedder()) as bank:
         for bad in (-1, 1.5, True):
             with pytest.raises(UsageError, match="workers"):
-                index_videos(bank, files[:1], workers=bad)
+                index_videos(bank, files[:1], threads=ThreadPolicy(workers=bad))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -163,8 +165,10 @@ def test_keyframe_mode_indexes_fewer_frames_and_never_loses_a_file(tmp_path, wor
     black_key = write_clip(tmp_path / "black_key.mp4", leader, fps=fps, gop=100)
     emb = FakeEmbedder()
     with _bank(tmp_path / "exact", emb) as exact, _bank(tmp_path / "kf", emb) as kf:
-        index_videos(exact, [short_gops, black_key], workers=workers, fps=2.0)
-        s = index_videos(kf, [short_gops, black_key], workers=workers, fps=2.0, keyframe_gop=1.5)
+        index_videos(exact, [short_gops, black_key], threads=ThreadPolicy(workers=workers),
+                     decode=DecodeOptions(fps=2.0))
+        s = index_videos(kf, [short_gops, black_key], threads=ThreadPolicy(workers=workers),
+                         decode=DecodeOptions(fps=2.0, keyframe_gop=1.5))
         assert not s.failed
         a, b = _contents(exact), _contents(kf)
     assert np.allclose(a["gop1"][0], np.arange(12) / 2)  # exact: every 0.5 s
@@ -188,7 +192,7 @@ def test_sparse_sampling_never_loses_a_short_clip(tmp_path, workers):
     short = write_clip(tmp_path / "short.mp4", leader, fps=fps)
     black = write_clip(tmp_path / "black.mp4", synth.black_frames(3 * fps, clip.shape[2], clip.shape[1]), fps=fps)
     with _bank(tmp_path / "b", FakeEmbedder()) as bank:
-        s = index_videos(bank, [short, black], workers=workers, fps=0.5)
+        s = index_videos(bank, [short, black], threads=ThreadPolicy(workers=workers), decode=DecodeOptions(fps=0.5))
         assert [p for p, _ in s.failed] == [str(black)]
         got = _contents(bank)["short"][0]
     assert DENSE_FPS == 1.0 and np.allclose(got, [1.0])
@@ -203,7 +207,7 @@ def test_sample_video_has_the_same_dense_pass(tmp_path):
     clip = scene_clip(3102, 0, 0.6, fps=fps)
     leader = np.concatenate([synth.black_frames(fps, clip.shape[2], clip.shape[1]), clip])
     short = write_clip(tmp_path / "short.mp4", leader, fps=fps)
-    local = [t for t, _ in content_frames(short, SampleCounts(), fps=0.5, size=(64, 64))]
+    local = [t for t, _ in content_frames(short, SampleCounts(), DecodeOptions(fps=0.5), size=(64, 64))]
     sampled = sample_video(short, size=(64, 64), fps=0.5)
     assert np.allclose(sampled.timestamps, local) and np.allclose(local, [1.0])
     assert len(sampled.frames) == 1 and sampled.n_blank == 1
@@ -211,7 +215,7 @@ def test_sample_video_has_the_same_dense_pass(tmp_path):
 
 def test_keyframe_gop_is_checked(tmp_path, files):
     with _bank(tmp_path / "b", FakeEmbedder()) as bank, pytest.raises(UsageError, match="keyframe_gop"):
-        index_videos(bank, files[:1], keyframe_gop=-1)
+        index_videos(bank, files[:1], decode=DecodeOptions(keyframe_gop=-1))
 
 
 def test_workers_take_the_largest_files_first(tmp_path, files):
@@ -228,7 +232,7 @@ def test_workers_take_the_largest_files_first(tmp_path, files):
     assert order[-1] == len(paths) - 1  # unreadable: last
     stored = []
     with _bank(tmp_path / "b", FakeEmbedder()) as bank:
-        index_videos(bank, files, workers=1, on_done=lambda p, e: stored.append(p))
+        index_videos(bank, files, threads=ThreadPolicy(workers=1), on_done=lambda p, e: stored.append(p))
     good = [str(files[i]) for i in largest_first(files) if files[i].stem.startswith("clip_")]
     assert stored == good and stored != [str(f) for f in files if f.stem.startswith("clip_")]
 
@@ -248,7 +252,7 @@ def test_index_videos_takes_the_writer_lock_once_before_decoding(tmp_path, files
         fd = os.open(tmp_path / "b" / bank_mod.LOCK_NAME, os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)
         result = {}
-        t = threading.Thread(target=lambda: result.update(s=index_videos(bank, good, workers=2)))
+        t = threading.Thread(target=lambda: result.update(s=index_videos(bank, good, threads=ThreadPolicy(workers=2))))
         t.start()
         time.sleep(3.0)  # the three clips decode and embed in well under a second
         assert t.is_alive() and bank.list() == []

@@ -20,6 +20,7 @@ from vmatch.decode import sha256_file
 from vmatch.embed import FakeEmbedder
 from vmatch.errors import VmatchError
 from vmatch.match import calibration_for, DEFAULT_UNCALIBRATED_THRESHOLD, match_query
+from vmatch.options import DecodeOptions
 from vmatch.pipeline import index_videos
 from vmatch.sample import embed_video
 from vmatch.types import MatchReport
@@ -33,7 +34,7 @@ STEP = 1.0 + 1e-6
 def ref_bank(tmp_path_factory: pytest.TempPathFactory, match_set: MatchSet) -> Bank:
     """The four references of ``match_set`` indexed at 1 fps with the default (real) model. Read-only."""
     bank = Bank.open(tmp_path_factory.mktemp("pipeline_bank") / "bank", create=True)
-    summary = index_videos(bank, list(match_set.references.values()), fps=1.0)
+    summary = index_videos(bank, list(match_set.references.values()), decode=DecodeOptions(fps=1.0))
     assert summary.failed == [] and summary.videos == 4
     yield bank
     bank.close()

@@ -25,6 +25,7 @@ from vmatch.bank import Bank  # noqa: E402
 from vmatch.cli import main  # noqa: E402
 from vmatch.distributed import RayEngine, RayOptions  # noqa: E402
 from vmatch.embed import FakeEmbedder  # noqa: E402
+from vmatch.options import DecodeOptions  # noqa: E402
 from vmatch.pipeline import index_videos  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -359,7 +360,7 @@ def test_long_video_in_windows_equals_local_run(ray_cluster, tmp_path):
     fake = FakeEmbedder()
     with Bank.open(tmp_path / "local", create=True, model=fake.spec) as bank:
         bank.set_embedder(fake)
-        assert not index_videos(bank, vids, fps=2.0).failed
+        assert not index_videos(bank, vids, decode=DecodeOptions(fps=2.0)).failed
     with _fake_bank(tmp_path / "dist") as bank, RayEngine(
         bank.spec, RayOptions(address=cluster.address, num_actors=2, chunk_frames=5)
     ) as engine:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from vmatch.errors import DecodeError
+from vmatch.options import DEFAULT_FPS
 from vmatch.sample import embed_video
 from vmatch.types import VideoEmbedding
 
@@ -22,7 +23,7 @@ def add_video(
     path: Path,
     embedder,
     *,
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     ref_id: str | None = None,
     vpdq: bool = False,
     progress: Callable[[float], None] | None = None,

@@ -25,6 +25,7 @@ import numpy as np
 
 from vmatch.align import AlignParams, align_pair
 from vmatch.errors import ModelError, UsageError
+from vmatch.options import DEFAULT_FPS
 from vmatch.sample import embed_video
 from vmatch.types import Match, MatchReport, Segment, VideoEmbedding
 from vmatch.verify import VerifyParams, verify, weight
@@ -208,7 +209,7 @@ def match_query(
     bank,
     item,
     *,
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     params: MatchParams | None = None,
     min_score: float | None = None,
 ) -> MatchReport:

@@ -20,13 +20,16 @@ here as two concurrent stages::
 * Only the main thread writes the bank, one transaction per file, exactly as the sequential path
   (:func:`vmatch.index.store_video`); a file that fails is reported and skipped, the others go
   through; Ctrl-C stops the workers and keeps every file stored before.
-* ``workers=0`` runs the same stages one after the other in the calling thread (the slow path the
-  benchmarks compare with).
+* ``ThreadPolicy(workers=0)`` runs the same stages one after the other in the calling thread (the
+  slow path the benchmarks compare with). What each file's decoding does is a
+  :class:`~vmatch.options.DecodeOptions`, what the run does beside an :class:`~vmatch.options.IndexOptions`,
+  its thread counts a :class:`~vmatch.threads.ThreadPolicy`, all three passed by the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -38,27 +41,11 @@ from typing import Callable
 import numpy as np
 
 from vmatch.errors import VmatchError
-from vmatch.threads import available_cores, torch_threads
+from vmatch.options import DecodeOptions, IndexOptions
+from vmatch.threads import ThreadPolicy, torch_threads
 
 #: Seconds a blocked worker waits before it checks again whether the run was stopped.
 _POLL = 0.2
-
-
-def default_workers(device: str = "cpu") -> int:
-    """Decode workers for this machine: one per core when the CNN runs on the CPU (a worker blocks
-    when the queue is full, so more workers than free cores costs nothing while the CNN is the
-    bottleneck), one per core beyond the feeding thread with a GPU."""
-    n = available_cores()
-    return max(1, n if str(device).startswith("cpu") else n - 1)
-
-
-def default_cnn_threads() -> int:
-    """torch threads for a CPU CNN that runs beside decode workers: a third of the cores, at least
-    one. On the 2-core machine, 2 decode workers (1 FFmpeg thread each) + 1 torch thread indexed
-    720p H.264 at 23.9x real time against 17.5x for decode-then-embed with 2 torch threads
-    (benchmarks/RESULTS.md, issue 7): torch's OpenMP threads lose more to oversubscription than
-    they gain."""
-    return max(1, available_cores() // 3)
 
 
 @dataclass
@@ -118,18 +105,13 @@ def produce_file(
     idx: int,
     path: Path,
     emit: Callable[[object], None],
+    decode: DecodeOptions,
     *,
-    fps: float,
     size: tuple[int, int],
     chunk_frames: int,
-    blank_std: float,
-    skip_nonref: bool,
     decoder_threads: int,
     vpdq: bool,
     device: str,
-    keyframe_gop: float = 0.0,
-    skip_loop_filter: bool = False,
-    keypoints: str = "reference",
 ) -> None:
     """Decode, sample and digest one file, handing its frames to ``emit`` in chunks, then a
     :class:`_Done` (or a :class:`_Failed` naming the file and the reason)."""
@@ -139,15 +121,13 @@ def produce_file(
 
     try:
         info = probe(path)
-        extractor = local_extractor(keypoints, info)  # in this decode thread: OpenCV releases the GIL
+        extractor = local_extractor(decode.keypoints, info)  # in this decode thread: OpenCV releases the GIL
         all_times: list[float] = []
         times: list[float] = []
         frames: list[np.ndarray] = []
         counts = SampleCounts()
         sent_t = 0.0
-        for t, rgb in content_frames(path, counts, fps=fps, size=size, blank_std=blank_std,
-                                     skip_nonref=skip_nonref, threads=decoder_threads,
-                                     keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter):
+        for t, rgb in content_frames(path, counts, decode, size=size, threads=decoder_threads):
             times.append(float(t))
             frames.append(rgb)
             if extractor is not None:
@@ -161,7 +141,7 @@ def produce_file(
         if frames:
             emit(_Frames(idx, times, frames, max(0.0, last_t - sent_t)))
             sent_t = last_t
-        duration = video_duration(info, last_t, fps)
+        duration = video_duration(info, last_t, decode.fps)
         digests = file_hashes(path)
         vp = None
         if vpdq and counts.n_seen > n_blank:
@@ -187,43 +167,29 @@ def index_files(
     paths: list[Path],
     embedder,
     *,
-    fps: float,
     ref_id: str | None,
     summary,
-    workers: int,
-    skip_nonref: bool = False,
-    keyframe_gop: float = 0.0,
-    skip_loop_filter: bool = False,
-    keypoints: str = "reference",
-    decoder_threads: int | None = None,
-    vpdq: bool = False,
-    cnn_threads: int | None = None,
-    chunk_frames: int | None = None,
-    queue_chunks: int | None = None,
+    decode: DecodeOptions = DecodeOptions(),
+    options: IndexOptions = IndexOptions(),
+    threads: ThreadPolicy = ThreadPolicy(),
     on_error: Callable[[str, str], None] | None = None,
     on_done: Callable[[str, object], None] | None = None,
     progress: Callable[[float], None] | None = None,
-    save_every: float = 300.0,
 ) -> None:
-    """Index ``paths`` into ``bank`` with ``workers`` decode threads (0: in the calling thread);
-    fills ``summary`` (:class:`vmatch.pipeline.IndexSummary`). See the module docstring.
-
-    ``decoder_threads``: FFmpeg threads per decoder. None: FFmpeg's default with one worker; with
-    several, 1 each while at least as many files wait as there are workers (no oversubscription),
-    and the cores shared among the last files (a long file last is not left to one thread).
-    ``cnn_threads``: torch threads while decode workers run beside a CPU CNN. None: adaptive —
-    all cores while the queue is full (workers blocked: the CNN is the bottleneck: small videos), a
-    third of them otherwise (decoding is: HD video); the caller's setting is restored afterwards.
-    Ignored for a GPU or with ``workers=0``.
+    """Index ``paths`` into ``bank``, each file decoded and sampled as ``decode`` says, with the
+    decode workers, FFmpeg and torch threads of ``threads`` (``threads.workers`` 0: in the calling
+    thread; the torch threads matter for a CPU CNN beside decode workers only); fills ``summary``
+    (:class:`vmatch.pipeline.IndexSummary`). See the module docstring.
     """
     from vmatch.index import store_video
-    from vmatch.sample import BLANK_STD
 
     size = tuple(embedder.spec.input_size)
     batch = max(1, int(getattr(embedder, "batch_size", 32)))
-    chunk_frames = int(chunk_frames or min(batch, 16))
-    queue_chunks = int(queue_chunks or max(4, 2 * max(1, workers)))
     device = getattr(embedder, "device", "cpu")
+    threads = dataclasses.replace(threads, cores=threads.n_cores())  # counted once for the run
+    workers = threads.decode_workers(device)
+    chunk_frames = int(options.chunk_frames or min(batch, 16))
+    queue_chunks = int(options.queue_chunks or max(4, 2 * max(1, workers)))
     states: dict[int, _FileState] = {}
     pending: list[tuple[int, float, np.ndarray]] = []  # (file idx, time, frame) waiting for the CNN
     last_save = time.monotonic()
@@ -275,7 +241,7 @@ def index_files(
             local=msg.local,
         )
         try:
-            emb = store_video(bank, p, emb, digests=msg.digests, fps=fps, vpdq=msg.vpdq)
+            emb = store_video(bank, p, emb, digests=msg.digests, fps=decode.fps, vpdq=msg.vpdq)
         except VmatchError as e:
             fail(msg.idx, str(e))
             return
@@ -284,27 +250,17 @@ def index_files(
         summary.seconds += emb.duration
         if on_done is not None:
             on_done(str(p), emb)
-        if time.monotonic() - last_save > save_every:
+        if time.monotonic() - last_save > options.save_every:
             bank.save_index()
             last_save = time.monotonic()
 
-    opts = dict(fps=fps, size=size, chunk_frames=chunk_frames, blank_std=BLANK_STD, skip_nonref=skip_nonref,
-                keyframe_gop=keyframe_gop, skip_loop_filter=skip_loop_filter, vpdq=vpdq, device=device,
-                keypoints=keypoints)
+    opts = dict(size=size, chunk_frames=chunk_frames, vpdq=options.vpdq, device=device)
     if workers <= 0:
         for i, p in enumerate(paths):
-            produce_file(i, p, handle, decoder_threads=decoder_threads or 0, **opts)
+            produce_file(i, p, handle, decode, decoder_threads=threads.decoder_threads_for(i, len(paths), 0), **opts)
         return
-    cores = available_cores()
+    cores = threads.n_cores()
     order = largest_first(paths)
-
-    def threads_for(rank: int) -> int:
-        if decoder_threads is not None:
-            return decoder_threads
-        if workers == 1:
-            return 0
-        left = len(paths) - rank  # files not started yet, this one included (the pool starts them in order)
-        return 1 if left >= workers else max(1, cores // left)
 
     q: queue.Queue = queue.Queue(maxsize=queue_chunks)
     stop = threading.Event()
@@ -321,7 +277,8 @@ def index_files(
 
     def run(i: int, p: Path, rank: int) -> None:
         try:
-            produce_file(i, p, emit, decoder_threads=threads_for(rank), **opts)
+            produce_file(i, p, emit, decode, decoder_threads=threads.decoder_threads_for(rank, len(paths), workers),
+                         **opts)
         except _Stopped:
             pass
         except BaseException as e:  # a bug in a worker must not hang the run: report it per file
@@ -332,7 +289,7 @@ def index_files(
 
     low: int | None = None
     if str(device).startswith("cpu"):
-        low = int(cnn_threads or default_cnn_threads())
+        low = int(threads.cnn_threads_low())
     threads_ctx = torch_threads(low) if low is not None else contextlib.nullcontext()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmatch-decode")
     try:
@@ -340,7 +297,7 @@ def index_files(
             pool.submit(run, i, paths[i], rank)
         finished = 0
         with threads_ctx as request:
-            if low is not None and cnn_threads is None and cores > low:
+            if low is not None and threads.cnn_threads is None and cores > low:
                 current = [low]
 
                 def adapt_threads() -> None:

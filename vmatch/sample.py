@@ -1,14 +1,13 @@
 """Sampling: a video file to its non-blank frames at presentation times, and those frames embedded.
 
-:func:`content_frames` is the sampling loop of local indexing and matching (fixed rate or
-keyframes, the dense pass over a file whose sparse samples are all blank); :func:`sample_video`
-samples a file, or one window of it, into memory for a distributed embedding worker (Ray);
-:func:`embed_video` streams the samples of one file through an embedder in batches.
+:func:`content_frames` is the one sampling loop (fixed rate or keyframes, windows, the dense pass
+over a file whose sparse samples are all blank), as a :class:`~vmatch.options.DecodeOptions` says;
+:func:`sample_video` samples a file, or one window of it, into memory for a distributed embedding
+worker (Ray); :func:`embed_video` streams the samples of one file through an embedder in batches.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,22 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from vmatch.errors import DecodeError, UsageError
+from vmatch.errors import DecodeError
+# BLANK_STD, check_fps and KEYPOINT_KINDS are also read from here (the distributed engine, tests).
+from vmatch.options import (  # noqa: F401
+    BLANK_STD, check_fps, check_keypoints, DecodeOptions, DEFAULT_FPS, KEYPOINT_KINDS,
+)
 from vmatch.types import VideoEmbedding
-
-#: A frame whose pixel standard deviation (0-255 scale) is below this carries no content
-#: (solid colour, fade to black): it is neither indexed nor searched.
-BLANK_STD = 4.0
-
-
-def check_fps(fps: float) -> float:
-    try:
-        f = float(fps)
-    except (TypeError, ValueError):
-        raise UsageError(f"sampling rate must be a number of frames per second, got {fps!r}") from None
-    if not math.isfinite(f) or f <= 0 or f > 120:
-        raise UsageError(f"sampling rate must be > 0 and <= 120 frames per second, got {fps}")
-    return f
 
 
 def is_blank(rgb: np.ndarray, blank_std: float = BLANK_STD) -> bool:
@@ -43,55 +32,66 @@ def is_blank(rgb: np.ndarray, blank_std: float = BLANK_STD) -> bool:
 
 @dataclass
 class SampleCounts:
-    """What :func:`content_frames` saw: sampled frames, blank ones among them, the last time."""
+    """What :func:`content_frames` saw: sampled frames, blank ones among them (and their times, when
+    ``blank_times`` is a list), the last time, and whether the dense pass replaced the sparse one."""
 
     n_seen: int = 0
     n_blank: int = 0
     last_t: float = 0.0
+    blank_times: list[float] | None = None
+    resampled: bool = False
 
 
 #: Sampling rate of the second, exact pass over a file whose sparse samples were all blank (see
 #: :func:`content_frames`): the default rate.
-DENSE_FPS = 1.0
+DENSE_FPS = DEFAULT_FPS
 
 
 def content_frames(
     path: Path,
     counts: SampleCounts,
+    decode: DecodeOptions,
     *,
-    fps: float,
     size: tuple[int, int],
-    blank_std: float = BLANK_STD,
-    **decode_options,
+    threads: int = 0,
+    start: float = 0.0,
+    max_frames: int | None = None,
 ):
-    """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` with
-    ``decode_options``), counting into ``counts``; raises :class:`DecodeError` at the end when the
-    file had no decodable frame. The one sampling loop of indexing and matching.
+    """The sampled frames of ``path`` that are not blank, as ``(t, rgb)`` (``iter_frames`` as
+    ``decode`` says, at ``size`` with ``threads`` FFmpeg threads), counting into ``counts``. The one
+    sampling loop of indexing, matching, the service and Ray's decode tasks.
 
-    When sampling was sparse — keyframe mode (``keyframe_gop > 0``) or fewer than
-    :data:`DENSE_FPS` frames a second — a file whose samples are all blank (a black leader as the
-    only keyframe or the only sample of a short clip) is sampled again exactly at ``max(fps,
-    DENSE_FPS)``, so that a fast mode never loses a file the default sampling indexes."""
+    ``start`` (seconds) and ``max_frames`` select a window of the file (Ray decodes a long file in
+    windows); a window after the first may be empty (past the end). Otherwise :class:`DecodeError`
+    is raised at the end when the file had no decodable frame.
+
+    When a whole file was sampled sparsely (:attr:`DecodeOptions.sparse`) — keyframe mode or fewer
+    than :data:`DENSE_FPS` frames a second — and its samples are all blank (a black leader as the
+    only keyframe or the only sample of a short clip), it is sampled again exactly at ``max(fps,
+    DENSE_FPS)`` (:meth:`DecodeOptions.dense`), so that a fast mode never loses a file the default
+    sampling indexes. (A file decoded in windows is long: its windows are not re-sampled.)"""
     from vmatch.decode import iter_frames
 
-    for t, rgb in iter_frames(path, fps=fps, size=size, **decode_options):
+    for t, rgb in iter_frames(path, fps=decode.fps, size=size, threads=threads, start=start, max_frames=max_frames,
+                              **decode.decoder_options()):
         counts.n_seen += 1
         counts.last_t = t
-        if is_blank(rgb, blank_std):
+        if is_blank(rgb, decode.blank_std):
             counts.n_blank += 1
+            if counts.blank_times is not None:
+                counts.blank_times.append(float(t))
             continue
         yield t, rgb
-    if counts.n_seen and counts.n_blank == counts.n_seen and (decode_options.get("keyframe_gop") or fps < DENSE_FPS):
+    whole = start == 0 and max_frames is None
+    if counts.n_seen and counts.n_blank == counts.n_seen and decode.sparse and whole:
         counts.n_seen = counts.n_blank = 0
-        yield from content_frames(path, counts, fps=max(fps, DENSE_FPS), size=size, blank_std=blank_std,
-                                  **{**decode_options, "keyframe_gop": 0.0})
+        if counts.blank_times is not None:
+            counts.blank_times.clear()
+        counts.resampled = True
+        yield from content_frames(path, counts, decode.dense(), size=size, threads=threads)
         return
-    if counts.n_seen == 0:
+    if counts.n_seen == 0 and start == 0:
         raise DecodeError(str(path), "no decodable video frames")
-
-
-#: What ``keypoints=`` may ask for (:func:`local_extractor`).
-KEYPOINT_KINDS = ("query", "reference", "none")
 
 
 def local_extractor(keypoints: str, info):
@@ -99,9 +99,7 @@ def local_extractor(keypoints: str, info):
     whose :class:`~vmatch.types.VideoInfo` is ``info``: ``"query"`` extracts the frames and their
     mirror images (a flipped copy is verified against the reference as it is), ``"reference"`` the
     frames alone, ``"none"`` nothing (None)."""
-    if keypoints not in KEYPOINT_KINDS:
-        raise UsageError(f"keypoints must be one of {', '.join(KEYPOINT_KINDS)}, got {keypoints!r}")
-    if keypoints == "none":
+    if check_keypoints(keypoints) == "none":
         return None
     from vmatch.verify import DETECT_KEYPOINTS, QUERY_KEYPOINTS, Extractor
 
@@ -136,13 +134,14 @@ def sample_video(
     path: str | os.PathLike,
     *,
     size: tuple[int, int],
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     blank_std: float = BLANK_STD,
     start_index: int = 0,
     max_frames: int | None = None,
     keypoints: str = "query",
 ) -> SampledVideo:
-    """Decode and sample one video exactly as :func:`embed_video` does, without embedding.
+    """Decode and sample one video exactly as :func:`embed_video` does (:func:`content_frames`),
+    without embedding.
 
     Holds the sampled frames in memory (``N x H x W x 3`` bytes, ~150 KB a frame at 224x224);
     :func:`embed_video` streams instead. A long video is sampled in windows: ``start_index``
@@ -155,44 +154,33 @@ def sample_video(
     Raises:
         DecodeError: the file cannot be read (the message names it and says why).
     """
-    from vmatch.decode import iter_frames, probe
+    from vmatch.decode import probe
 
-    fps = check_fps(fps)
+    decode = DecodeOptions(fps=fps, blank_std=blank_std, keypoints=keypoints)  # Ray has no keyframe mode
     p = Path(path)
     info = probe(p)
     extractor = local_extractor(keypoints, info)
     times: list[float] = []
-    blank_times: list[float] = []
     frames: list[np.ndarray] = []
-    n_seen = 0
-    last_t = 0.0
-    for t, rgb in iter_frames(p, fps=fps, size=tuple(size), start=start_index / fps, max_frames=max_frames):
-        n_seen += 1
-        last_t = t
-        if is_blank(rgb, blank_std):
-            blank_times.append(float(t))
-            continue
+    counts = SampleCounts(blank_times=[])
+    for t, rgb in content_frames(p, counts, decode, size=tuple(size), start=start_index / decode.fps,
+                                 max_frames=max_frames):
         times.append(float(t))
         frames.append(rgb)
         if extractor is not None:
             extractor.add(rgb)
-    if n_seen == 0 and start_index == 0:
-        raise DecodeError(str(p), "no decodable video frames")
-    if n_seen and not frames and fps < DENSE_FPS and start_index == 0 and max_frames is None:
-        # The dense pass of content_frames: a whole file whose sparse samples are all blank is
-        # sampled again at the default rate, so that Ray below 1 frame/s loses no file the local
-        # flow keeps. (A file decoded in windows is long: its windows are not re-sampled.)
-        return sample_video(p, size=size, fps=DENSE_FPS, blank_std=blank_std, keypoints=keypoints)
     arr = np.stack(frames) if frames else np.zeros((0, size[1], size[0], 3), np.uint8)
-    return SampledVideo(np.asarray(times, np.float64), arr, video_duration(info, last_t, fps), len(blank_times),
-                        np.asarray(blank_times, np.float64), extractor.result() if extractor is not None else None)
+    rate = decode.dense().fps if counts.resampled else decode.fps  # the rate of the pass that gave the frames
+    return SampledVideo(np.asarray(times, np.float64), arr, video_duration(info, counts.last_t, rate), counts.n_blank,
+                        np.asarray(counts.blank_times, np.float64),
+                        extractor.result() if extractor is not None else None)
 
 
 def embed_video(
     path: str | os.PathLike,
     embedder,
     *,
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     video_id: str | None = None,
     hash_file: bool = True,
     blank_std: float = BLANK_STD,
@@ -222,7 +210,7 @@ def embed_video(
     """
     from vmatch.decode import probe, sha256_file
 
-    fps = check_fps(fps)
+    decode = DecodeOptions(fps=fps, blank_std=blank_std, keypoints=keypoints)  # the exact sampling of a query
     p = Path(path)
     info = probe(p)
     spec = embedder.spec
@@ -243,7 +231,7 @@ def embed_video(
 
     counts = SampleCounts()
     reported = 0.0
-    for t, rgb in content_frames(p, counts, fps=fps, size=size, blank_std=blank_std):
+    for t, rgb in content_frames(p, counts, decode, size=size):
         if progress is not None:
             progress(max(0.0, t - reported))
             reported = t
@@ -255,7 +243,7 @@ def embed_video(
             flush()
     flush()
     n_blank, last_t = counts.n_blank, counts.last_t
-    duration = video_duration(info, last_t, fps)
+    duration = video_duration(info, last_t, decode.fps)
     if progress is not None and duration > reported:
         progress(duration - reported)
     features = np.concatenate(feats) if feats else np.zeros((0, spec.dim), np.float32)

@@ -68,12 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "ray"):  # from here on: None (no Ray), "" (the default cluster) or the address
         args.ray = args.ray_address if args.ray_address is not None else ("" if args.ray else None)
     if hasattr(args, "fps") and args.fps is None:
-        if getattr(args, "fast", False):
-            from vmatch.pipeline import FAST_REFERENCE_MODE
+        from vmatch.options import DEFAULT_FPS, FAST_REFERENCE_MODE
 
-            args.fps = FAST_REFERENCE_MODE["fps"]
-        else:
-            args.fps = 1.0
+        args.fps = FAST_REFERENCE_MODE.fps if getattr(args, "fast", False) else DEFAULT_FPS
     try:
         return COMMANDS[args.command](args)
     except (BankError, ModelMismatchError, UsageError) as e:

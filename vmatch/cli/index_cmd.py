@@ -42,14 +42,14 @@ class _Progress:
 def _apply_fast_mode(args) -> None:
     """``index --fast``: fill the options the user left unset with the fast reference mode's values
     (:data:`vmatch.pipeline.FAST_REFERENCE_MODE`; ``--fps`` is filled in :func:`main`)."""
-    from vmatch.pipeline import fast_mode_precision, FAST_REFERENCE_MODE
+    from vmatch.options import fast_mode_precision, FAST_REFERENCE_MODE
 
     if args.keyframes is None:
-        args.keyframes = FAST_REFERENCE_MODE["keyframe_gop"] if args.fast else 0.0
+        args.keyframes = FAST_REFERENCE_MODE.keyframe_gop if args.fast else 0.0
     if not args.fast:
         return
-    args.skip_nonref = args.skip_nonref or FAST_REFERENCE_MODE["skip_nonref"]
-    args.skip_loop_filter = args.skip_loop_filter or FAST_REFERENCE_MODE["skip_loop_filter"]
+    args.skip_nonref = args.skip_nonref or FAST_REFERENCE_MODE.skip_nonref
+    args.skip_loop_filter = args.skip_loop_filter or FAST_REFERENCE_MODE.skip_loop_filter
     if args.precision == "auto" and args.ray is None:
         from vmatch.embed import resolve_device
 
@@ -140,7 +140,9 @@ def _lock_for_index(bank, files: list, args) -> None:
 def _index_into(bank, files: list, args):
     """Index ``files`` into the open ``bank`` as the options say; returns the IndexSummary."""
     from vmatch.decode import probe
+    from vmatch.options import DecodeOptions, IndexOptions
     from vmatch.pipeline import index_videos
+    from vmatch.threads import ThreadPolicy
 
     files = _files_of_shard(bank, files, args)
     _lock_for_index(bank, files, args)
@@ -156,10 +158,12 @@ def _index_into(bank, files: list, args):
     on_error = lambda p, m: bar.write(f"vmatch: error: {m}")  # noqa: E731
     try:
         if args.ray is None:
+            decode = DecodeOptions(fps=args.fps, keyframe_gop=args.keyframes, skip_nonref=args.skip_nonref,
+                                   skip_loop_filter=args.skip_loop_filter)
             return index_videos(
-                bank, files, fps=args.fps, ref_id=args.ref_id, on_error=on_error, progress=bar, vpdq=args.vpdq,
-                workers=args.workers, skip_nonref=args.skip_nonref, cnn_threads=args.threads,
-                keyframe_gop=args.keyframes, skip_loop_filter=args.skip_loop_filter,
+                bank, files, decode=decode, options=IndexOptions(vpdq=args.vpdq),
+                threads=ThreadPolicy(workers=args.workers, cnn_threads=args.threads),
+                ref_id=args.ref_id, on_error=on_error, progress=bar,
             )
         with _ray_engine(bank, args) as engine:
             summary = engine.index(

@@ -6,12 +6,13 @@ Every limit has a documented default and a ``vmatch serve`` flag of the same nam
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmatch.errors import UsageError
+from vmatch.options import DEFAULT_FPS
+from vmatch.threads import available_cores, share_cores
 
 MiB = 1 << 20
 
@@ -41,7 +42,7 @@ def _check_float(name: str, value, *, positive: bool) -> None:
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, available_cores()))
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ServiceConfig:
     bank_root: Path
     device: str = "auto"
     default_model: str = "effnet-lite0-gem"
-    fps: float = 1.0
+    fps: float = DEFAULT_FPS
     workers: int = field(default_factory=_default_workers)
     queue_size: int = 32
     torch_threads: int | None = None
@@ -136,4 +137,4 @@ class ServiceConfig:
         """Torch threads: the given value, else the cores shared among the workers."""
         if self.torch_threads is not None:
             return max(1, int(self.torch_threads))
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return share_cores(self.workers)
