@@ -103,3 +103,28 @@ def test_export_refuses_the_test_model_and_leaves_nothing(tmp_path):
     with pytest.raises(UsageError, match="unknown model"):
         export_onnx(tmp_path / "x.onnx", "no-such-model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_model_then_lookup_of_an_onnx_signal(tmp_path, capsys):
+    """`vmatch export-model` writes a file a client loads; the client's .vmsig (ONNX embeddings
+    through the one sampling loop) finds the copy in a bank indexed with torch."""
+    import json
+
+    from vmatch.cli import main
+    from vmatch.sample import embed_video
+    from vmatch.signals import cnn
+
+    out = tmp_path / "m.onnx"
+    assert main(["export-model", "--out", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["path"] == str(out) and info["dim"] == 256 and info["bytes"] == out.stat().st_size
+    frames = synth.scene_frames(21, width=160, height=90, n_frames=150, fps=25)
+    ref = synth.write_video(tmp_path / "ref.mp4", frames, fps=25, codec="mpeg4")
+    query = synth.write_video(tmp_path / "q.mp4", np.ascontiguousarray(frames[25:125]), fps=25, codec="mpeg4")
+    assert main(["index", "--bank", str(tmp_path / "bank"), "--device", "cpu", str(ref)]) == 0
+    client = OnnxEmbedder(out)
+    sig = cnn.write(tmp_path / "q.vmsig", embed_video(query, client), model=client.spec.to_dict(), fps=1.0)
+    capsys.readouterr()
+    assert main(["lookup", "--bank", str(tmp_path / "bank"), "--json", str(sig)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert [m["reference"] for m in rep["matches"] if m["signal_type"] == "cnn"] == ["ref"], rep

@@ -38,11 +38,11 @@ OPSET = 17
 
 
 def _graph_module(embedder):
-    """A torch module computing :meth:`TorchEmbedder.embed` from uint8 frames (fp32, CPU)."""
+    """A torch module computing :meth:`TorchEmbedder.embed` from uint8 frames (fp32, CPU), with the
+    embedder's own pooling and projection functions."""
     import torch
-    import torch.nn.functional as F
 
-    from vmatch.embed import _GEM_EPS
+    from vmatch.embed.pooling import apply_projection, gem_pool
 
     model = embedder._model.to(memory_format=torch.contiguous_format).eval()
     spec = embedder.spec
@@ -53,28 +53,15 @@ def _graph_module(embedder):
         def __init__(self) -> None:
             super().__init__()
             self.net = model
-            if mean is not None and comps is not None:
-                self.register_buffer("mean", mean.detach().cpu().clone())
-                self.register_buffer("components", comps.detach().cpu().clone())
-            else:
-                self.mean = None
-                self.components = None
-
-        def _gem(self, x: torch.Tensor) -> torch.Tensor:
-            fmap = self.net.forward_features(x).clamp(min=_GEM_EPS)
-            if spec.gem_p == 1.0:
-                return fmap.mean(dim=(2, 3))
-            return fmap.pow(spec.gem_p).mean(dim=(2, 3)).pow(1.0 / spec.gem_p)
+            self.mean = None if mean is None else torch.nn.Buffer(mean.detach().cpu().clone())
+            self.components = None if comps is None else torch.nn.Buffer(comps.detach().cpu().clone())
 
         def forward(self, frames: torch.Tensor) -> torch.Tensor:
             x = ((frames.float() - 127.0) / 128.0).permute(0, 3, 1, 2)
-            pooled = self._gem(x)
+            pooled = gem_pool(self.net.forward_features(x), spec.gem_p)
             if spec.hflip_tta:
-                pooled = (pooled + self._gem(torch.flip(x, dims=(3,)))) * 0.5
-            pooled = F.normalize(pooled, p=2.0, dim=1, eps=1e-12)
-            if self.mean is not None:
-                pooled = F.normalize((pooled - self.mean) @ self.components, p=2.0, dim=1, eps=1e-12)
-            return pooled
+                pooled = (pooled + gem_pool(self.net.forward_features(torch.flip(x, dims=(3,))), spec.gem_p)) * 0.5
+            return apply_projection(pooled, self.mean, self.components)
 
     return EmbedGraph().eval()
 

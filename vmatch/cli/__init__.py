@@ -1,4 +1,4 @@
-"""Command line: ``vmatch index | match | hash | lookup | import | export | remove | info | list | demo | serve | key``.
+"""Command line: ``vmatch index | match | hash | lookup | import | export | export-model | remove | info | list | shard | demo | serve | key``.
 
 Exit codes: 0 success; 1 some inputs failed (the others were processed); 2 usage errors (bad
 flags, missing or corrupted bank, model mismatch); 130 interrupted.
@@ -24,6 +24,7 @@ from vmatch.cli.bank_cmd import cmd_export, cmd_import, cmd_info, cmd_list, cmd_
 from vmatch.cli.common import _err, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from vmatch.cli.index_cmd import cmd_index
 from vmatch.cli.match_cmd import cmd_hash, cmd_lookup, cmd_match
+from vmatch.cli.model_cmd import cmd_export_model
 from vmatch.cli.parser import _build_parser, DEFAULT_BANK
 from vmatch.cli.serve_cmd import cmd_key, cmd_serve
 from vmatch.errors import BankError, ModelMismatchError, UsageError, VmatchError
@@ -48,6 +49,7 @@ COMMANDS = {
     "lookup": cmd_lookup,
     "import": cmd_import,
     "export": cmd_export,
+    "export-model": cmd_export_model,
     "shard": cmd_shard,
     "serve": cmd_serve,
     "key": cmd_key,

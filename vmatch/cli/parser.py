@@ -154,7 +154,7 @@ def _build_parser() -> argparse.ArgumentParser:
         parents=[embed_opts],
         help="compute a video's signals without matching (for matching without the media)",
         description="Write each video's CNN signal (frame embeddings + timestamps, format "
-        "vmatch-cnn-signal v1) to OUT/<name>.vmsig and its vPDQ hash to OUT/<name>.vpdq.txt, and print "
+        "vmatch-cnn-signal v2, with the frames' keypoints for verification) to OUT/<name>.vmsig and its vPDQ hash to OUT/<name>.vpdq.txt, and print "
         "one JSON line per video with its MD5/SHA-1/SHA-256. `vmatch lookup` matches them like "
         "`vmatch match` matches the video.",
     )
@@ -215,6 +215,17 @@ def _build_parser() -> argparse.ArgumentParser:
     psa.add_argument("--type", dest="index_type", default="auto", choices=["auto", "flat", "ivf", "ivfpq", "opqivfpq"],
                      help="auto: Flat < 2e5 frames <= IVF-Flat < 2e6 <= IVF-PQ < 2e7 <= OPQ+IVF-PQ")
     psa.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default nlist/16, >= 16)")
+
+    pem = sub.add_parser(
+        "export-model",
+        help="write the embed stage as one ONNX file (for clients without torch)",
+        description="Export a model's whole embed stage (uint8 RGB frames in, the model's L2-normalised "
+        "embeddings out: scaling, network, pooling, projection) as one ONNX file that onnxruntime runs "
+        "without torch (vmatch.onnx_embed.OnnxEmbedder; signals carry the model's model_id and match its "
+        "banks). Needs the onnx package: pip install 'vmatch[onnx]'. Prints one JSON line describing the file.",
+    )
+    pem.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    pem.add_argument("--model", default=None, help="model (default: effnet-lite0-gem)")
 
     pd = sub.add_parser(
         "demo", parents=[embed_opts], help="generate a few videos, index them, match an edited copy"
