@@ -45,9 +45,8 @@ def check_fps(fps: float) -> float:
 
 
 def check_keyframe_gop(keyframe_gop: Any) -> float:
-    """``keyframe_gop`` as a float, or :class:`UsageError` (a finite number of seconds >= 0).
-
-    The same rule as :func:`vmatch.decode.check_keyframe_gop`, here without importing the decoder."""
+    """``keyframe_gop`` as a float, or :class:`UsageError` (a finite number of seconds >= 0); the
+    decoder's own check (:func:`vmatch.decode.check_keyframe_gop` is this function)."""
     import numpy as np
 
     if isinstance(keyframe_gop, bool) or not isinstance(keyframe_gop, (int, float, np.integer, np.floating)):

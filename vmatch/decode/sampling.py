@@ -26,6 +26,7 @@ from vmatch.decode.inputs import check_file
 from vmatch.decode.limits import FFMPEG_ERRORS, MAX_SIDE, check_frame_size, ffmpeg_failures
 from vmatch.decode.orientation import display_size, frame_orientation, sample_aspect_ratio
 from vmatch.errors import DecodeError, UsageError
+from vmatch.options import check_keyframe_gop, DEFAULT_FPS
 
 _LOG = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _validate_sampling(
 def iter_frames(
     path: str | os.PathLike[str],
     *,
-    fps: float = 1.0,
+    fps: float = DEFAULT_FPS,
     size: tuple[int, int] | None = (224, 224),
     start: float = 0.0,
     max_frames: int | None = None,
@@ -129,16 +130,6 @@ def iter_frames(
         skip_loop_filter=bool(skip_loop_filter),
     )
     return _iter_frames(path, request)
-
-
-def check_keyframe_gop(keyframe_gop: Any) -> float:
-    """``keyframe_gop`` as a float, or :class:`UsageError` (a finite number of seconds >= 0)."""
-    if isinstance(keyframe_gop, bool) or not isinstance(keyframe_gop, (int, float, np.integer, np.floating)):
-        raise UsageError(f"keyframe_gop must be a number of seconds >= 0 (0 = off), got {keyframe_gop!r}")
-    gop = float(keyframe_gop)
-    if not math.isfinite(gop) or gop < 0:
-        raise UsageError(f"keyframe_gop must be a finite number of seconds >= 0 (0 = off), got {keyframe_gop!r}")
-    return gop
 
 
 @dataclass(frozen=True)

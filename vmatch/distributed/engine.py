@@ -162,7 +162,7 @@ class RayEngine:
         bank,
         paths: Iterable[str | os.PathLike],
         *,
-        fps: float = 1.0,
+        fps: float = DEFAULT_FPS,
         ref_id: str | None = None,
         vpdq: bool = False,
         skip_existing: bool = True,
@@ -296,7 +296,7 @@ class RayEngine:
         bank,
         paths: Iterable[str | os.PathLike],
         *,
-        fps: float = 1.0,
+        fps: float = DEFAULT_FPS,
         params: MatchParams | None = None,
         min_score: float | None = None,
     ) -> Iterator[MatchReport]:
