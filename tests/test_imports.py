@@ -21,7 +21,7 @@ MAX_LINES = 450
 # Modules still over MAX_LINES (issue 15: to be split). Strict: a module split below the limit
 # must leave this list.
 OVERSIZED: set[str] = {
-    "vmatch.bank", "vmatch.cli", "vmatch.decode", "vmatch.distributed", "vmatch.embed",
+    "vmatch.cli", "vmatch.decode", "vmatch.distributed", "vmatch.embed",
     "vmatch.service.app", "vmatch.service.engine", "vmatch.shards", "vmatch.signals.pdq",
     "vmatch.signals.vpdq", "vmatch.synth",
 }
