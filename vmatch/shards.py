@@ -38,7 +38,15 @@ from vmatch.bank.files import _bank_owned, _prepare_new_bank_dir
 from vmatch.bank.frame_index import empty_hits
 from vmatch.bank.protocol import PipelineFacade
 from vmatch.errors import BankError, BankNotFoundError, UsageError
-from vmatch.shard_ann import ANN_INDEX, ANN_META, _AnnView, _FlatView, build_ann_index, frames_fingerprint, load_ann_view  # noqa: F401
+from vmatch.shard_ann import (  # noqa: F401 - ANN_*, _AnnView, frames_fingerprint: re-exported
+    ANN_INDEX,
+    ANN_META,
+    _AnnView,
+    _FlatView,
+    build_ann_index,
+    frames_fingerprint,
+    load_ann_view,
+)
 from vmatch.types import ReferenceInfo, VideoEmbedding
 
 MANIFEST = "shards.json"

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Callable
 
 from vmatch.bank import hashes as _hashes
-from vmatch.bank.files import _bank_owned, _create_database, _inode, _prepare_new_bank_dir, _remove_bank_files, _sha256_file
+from vmatch.bank.files import (
+    _bank_owned,
+    _create_database,
+    _inode,
+    _prepare_new_bank_dir,
+    _remove_bank_files,
+    _sha256_file,
+)
 from vmatch.bank.frame_index import INDEX_RECORD_KEY, FrameHits, _use_blas_for_small_batches
 from vmatch.bank.hashes import LIST_SIGNAL_TYPES, PDQ, VPDQ, _check_hashes, normalize_pdq
 from vmatch.bank.lock import LOCK_NAME, BankBusyError, WriterLockHolder, acquire_writer_lock, release_writer_lock

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Callable
 
 from vmatch.bank.lock import LOCK_NAME
-from vmatch.bank.storage import _INDEX_RE, _SCHEMA, DB_NAME, FORMAT_VERSION, SCHEMA_VERSION, SCHEMA_VERSION_KEY, _now, _txn
+from vmatch.bank.storage import (
+    _INDEX_RE,
+    _SCHEMA,
+    DB_NAME,
+    FORMAT_VERSION,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    _now,
+    _txn,
+)
 from vmatch.errors import BankError
 
 #: The database of a bank and SQLite's files beside it.
