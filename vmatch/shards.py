@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -34,17 +33,25 @@ from pathlib import Path
 
 import numpy as np
 
-from vmatch.bank import Bank, FrameHits, _use_blas_for_small_batches
+from vmatch.bank import Bank, FrameHits
+from vmatch.bank.files import _bank_owned, _prepare_new_bank_dir
+from vmatch.bank.frame_index import empty_hits
+from vmatch.bank.protocol import PipelineFacade
 from vmatch.errors import BankError, BankNotFoundError, UsageError
+from vmatch.shard_ann import (  # noqa: F401 - ANN_*, _AnnView, frames_fingerprint: re-exported
+    ANN_INDEX,
+    ANN_META,
+    _AnnView,
+    _FlatView,
+    build_ann_index,
+    frames_fingerprint,
+    load_ann_view,
+)
 from vmatch.types import ReferenceInfo, VideoEmbedding
-
-log = logging.getLogger(__name__)
 
 MANIFEST = "shards.json"
 FORMAT = "vmatch-shards"
 VERSION = 1
-ANN_INDEX = "ann.faiss"
-ANN_META = "ann.json"
 _SHARD_DIR_RE = re.compile(r"^shard-\d{3,}$")
 
 
@@ -58,69 +65,8 @@ def shard_of(ref_id: str, n_shards: int) -> int:
     return int.from_bytes(hashlib.sha1(ref_id.encode("utf-8")).digest()[:8], "big") % n_shards
 
 
-def frames_fingerprint(first_fids: np.ndarray, n_frames: np.ndarray) -> str:
-    """Identity of a shard's set of frames (which frame ids it holds): a compressed index built
-    for it stays valid while this does not change."""
-    h = hashlib.sha1(np.ascontiguousarray(first_fids, dtype="<i8").tobytes())
-    h.update(np.ascontiguousarray(n_frames, dtype="<i8").tobytes())
-    return h.hexdigest()
-
-
 def shard_dir(path: str | os.PathLike, i: int) -> Path:
     return Path(path) / f"shard-{i:03d}"
-
-
-# ---------------------------------------------------------------------- per-shard search views
-class _FlatView:
-    """A shard searched with its bank's own exact index."""
-
-    def __init__(self, bank: Bank) -> None:
-        self.bank = bank
-        self.snap = bank.snapshot()
-        self.ref_ids = self.snap.ref_ids
-        self.timestamps = self.snap.timestamps
-        self.generation = self.snap.generation
-        self.kind = "flat"
-        self.ntotal = int(self.snap.index.ntotal)
-
-    def search(self, q: np.ndarray, k: int) -> FrameHits:
-        return self.bank.search(q, k, snapshot=self.snap)
-
-    def vectors(self, pos: int) -> np.ndarray:
-        return self.bank.reference_vectors(pos, snapshot=self.snap)
-
-    def local(self, pos: int):
-        return self.bank.local_features(pos, snapshot=self.snap)
-
-
-class _AnnView:
-    """A shard searched with its compressed index; exact vectors read from its SQLite file."""
-
-    def __init__(self, bank: Bank, index, kind: str, *, table=None) -> None:
-        self.bank = bank
-        table = table if table is not None else bank.frame_table()
-        self.generation, self.ref_ids, self.first_fids, self.n_frames, self.timestamps = table
-        self.index = index
-        self.kind = kind
-        self.ntotal = int(index.ntotal)
-
-    def search(self, q: np.ndarray, k: int) -> FrameHits:
-        nq = q.shape[0]
-        if self.index.ntotal == 0 or nq == 0:
-            z = np.zeros((nq, 0), np.int64)
-            return FrameHits(z, z, np.zeros((nq, 0), np.float32))
-        _use_blas_for_small_batches()
-        sim, ids = self.index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, self.index.ntotal))
-        valid = ids >= 0
-        ref_idx = np.searchsorted(self.first_fids, np.where(valid, ids, 0), side="right") - 1
-        frame_idx = np.where(valid, ids - self.first_fids[np.maximum(ref_idx, 0)], -1)
-        return FrameHits(np.where(valid, ref_idx, -1), frame_idx, sim)
-
-    def vectors(self, pos: int) -> np.ndarray:
-        return self.bank.reference_embedding(self.ref_ids[pos]).features
-
-    def local(self, pos: int):
-        return self.bank.reference_local(self.ref_ids[pos], n_frames=int(self.n_frames[pos]))
 
 
 @dataclass
@@ -138,12 +84,13 @@ class ShardedSnapshot:
 
 
 # ---------------------------------------------------------------------- the sharded bank
-class ShardedBank:
+class ShardedBank(PipelineFacade):
     """N banks used as one: adds are routed by reference id, searches merged.
 
-    It offers what indexing and matching use of a :class:`~vmatch.bank.Bank` (``add``,
-    ``add_embedding``, ``match``, ``find_by_sha256``, ``list``, ``remove``, hash signals ...), so
-    ``index_videos``, ``match_query``, the Ray engine and the CLI take either.
+    It implements :class:`~vmatch.bank.MatchableBank` and offers what indexing uses of a
+    :class:`~vmatch.bank.Bank` (``add``, ``add_embedding``, ``find_by_sha256``, ``list``,
+    ``remove``, hash signals ...), so ``index_videos``, ``match_query``, the Ray engine and the
+    CLI take either.
 
     Example:
         >>> with ShardedBank.open("big", create=True, n_shards=4) as bank:   # doctest: +SKIP
@@ -164,15 +111,8 @@ class ShardedBank:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike,
-        *,
-        create: bool = False,
-        n_shards: int | None = None,
-        model=None,
-        device: str = "auto",
-    ) -> "ShardedBank":
+    def open(cls, path: str | os.PathLike, *, create: bool = False, n_shards: int | None = None, model=None,
+             device: str = "auto") -> "ShardedBank":
         """Open the sharded bank at ``path``; with ``create`` and ``n_shards``, make it if absent.
 
         Raises:
@@ -250,12 +190,6 @@ class ShardedBank:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> "ShardedBank":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def save_index(self) -> None:
         for b in self.shards:
             if b._dirty:
@@ -291,28 +225,11 @@ class ShardedBank:
         return True
 
     # ------------------------------------------------------------------ embedder
-    def embedder(self):
-        if self._embedder is None:
-            from vmatch.embed import make_embedder
-
-            self._embedder = make_embedder(self.spec, device=self._device)
-        return self._embedder
-
     def set_embedder(self, embedder) -> None:
         self.shards[0].set_embedder(embedder)  # checks the model
         self._embedder = embedder
 
     # ------------------------------------------------------------------ writes (routed by id)
-    def add(self, item, *, ref_id: str | None = None, fps: float = 1.0, source_name: str = "",
-            extra: dict | None = None) -> ReferenceInfo:
-        """As :meth:`Bank.add`, into the reference's shard."""
-        if not isinstance(item, VideoEmbedding):
-            from vmatch.index import add_video
-
-            emb = add_video(self, Path(item), self.embedder(), fps=fps, ref_id=ref_id)
-            return self.get(emb.video_id)
-        return self.add_embedding(item, ref_id=ref_id, source_name=source_name, extra=extra)
-
     def add_embedding(self, emb: VideoEmbedding, *, ref_id: str | None = None, **kwargs) -> ReferenceInfo:
         """As :meth:`Bank.add_embedding`, into shard ``shard_of(ref_id)``."""
         rid = ref_id if ref_id is not None else emb.video_id
@@ -330,14 +247,15 @@ class ShardedBank:
     def remove(self, ref_ids) -> list[str]:
         if isinstance(ref_ids, str):
             ref_ids = [ref_ids]
-        removed = []
-        for b in self.shards:
-            removed += b.remove(list(ref_ids))
-        return sorted(removed, key=list(ref_ids).index)
+        return sorted(self._each("remove", list(ref_ids)), key=list(ref_ids).index)
 
     # ------------------------------------------------------------------ reads (merged)
+    def _each(self, method: str, *args, **kw) -> list:
+        """What every shard's ``method(*args, **kw)`` returns, one list after the other."""
+        return [x for b in self.shards for x in getattr(b, method)(*args, **kw)]
+
     def list(self) -> list[ReferenceInfo]:
-        return sorted((r for b in self.shards for r in b.list()), key=lambda r: r.reference)
+        return sorted(self._each("list"), key=lambda r: r.reference)
 
     def get(self, ref_id: str) -> ReferenceInfo | None:
         return self.shard_for(ref_id).get(ref_id) or next(
@@ -345,7 +263,7 @@ class ShardedBank:
         )
 
     def find_by_sha256(self, sha256: str) -> list[str]:
-        return sorted(r for b in self.shards for r in b.find_by_sha256(sha256))
+        return sorted(self._each("find_by_sha256", sha256))
 
     def reference_embedding(self, ref_id: str) -> VideoEmbedding:
         for b in [self.shard_for(ref_id), *self.shards]:
@@ -357,20 +275,19 @@ class ShardedBank:
         return self.shard_for(ref_id).vpdq_of(ref_id)
 
     def hashes(self, signal_type: str | None = None) -> list[tuple[str, str, str]]:
-        return sorted((h for b in self.shards for h in b.hashes(signal_type)), key=lambda h: (h[1], h[0], h[2]))
+        return sorted(self._each("hashes", signal_type), key=lambda h: (h[1], h[0], h[2]))
 
     def lookup_hash(self, signal_type: str, value: str) -> list[str]:
-        return sorted(r for b in self.shards for r in b.lookup_hash(signal_type, value))
+        return sorted(self._each("lookup_hash", signal_type, value))
 
     def has_hashes(self, signal_types=None) -> bool:
         return any(b.has_hashes() if signal_types is None else b.has_hashes(signal_types) for b in self.shards)
 
     def match_vpdq(self, query: list, **kw) -> list:
-        out = [m for b in self.shards for m in b.match_vpdq(query, **kw)]
-        return sorted(out, key=lambda x: (-x[1].query_match_percent, x[0]))
+        return sorted(self._each("match_vpdq", query, **kw), key=lambda x: (-x[1].query_match_percent, x[0]))
 
     def match_pdq(self, frames: list, **kw) -> list:
-        return sorted((m for b in self.shards for m in b.match_pdq(frames, **kw)), key=lambda x: (x[1], x[0]))
+        return sorted(self._each("match_pdq", frames, **kw), key=lambda x: (x[1], x[0]))
 
     def info(self) -> dict:
         parts = [b.info() for b in self.shards]
@@ -397,45 +314,9 @@ class ShardedBank:
         cached = self._views.get(i)
         if cached is not None and cached.generation == gen:
             return cached
-        view = self._load_ann(i, gen) or _FlatView(self.shards[i])
+        view = load_ann_view(self.shards[i], shard_dir(self.path, i), i, gen) or _FlatView(self.shards[i])
         self._views[i] = view
         return view
-
-    def _load_ann(self, i: int, gen: int):
-        """The shard's compressed index when it exists and reflects generation ``gen``."""
-        d = shard_dir(self.path, i)
-        meta_path = d / ANN_META
-        if not meta_path.exists():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as e:
-            log.warning("%s: unreadable (%s); searching shard %d exactly", meta_path, e, i)
-            return None
-        table = None
-        if int(meta.get("generation", -1)) != gen:
-            # A change of hashes only (import) bumps the generation but leaves the frames alone.
-            table = self.shards[i].frame_table()
-            if meta.get("frames_fingerprint") != frames_fingerprint(table[2], table[3]):
-                log.warning("%s: compressed index is older than the shard's frames (generation %s < %s); "
-                            "searching it exactly until `vmatch shard ann` rebuilds it", d, meta.get("generation"), gen)
-                return None
-        import faiss
-
-        from vmatch.ann import set_nprobe
-        from vmatch.bank import _sha256_file
-
-        try:
-            # A compressed index built by an older vmatch has no checksum: it is used as before.
-            if "sha256" in meta and _sha256_file(d / ANN_INDEX) != meta["sha256"]:
-                raise ValueError(f"it does not match {ANN_META}")
-            index = faiss.read_index(str(d / ANN_INDEX))
-        except Exception as e:  # noqa: BLE001 - a damaged cache: exact search instead
-            log.warning("%s: cannot read (%s); searching shard %d exactly until `vmatch shard ann` rebuilds it",
-                        d / ANN_INDEX, e, i)
-            return None
-        set_nprobe(index, int(meta.get("nprobe", 0)))
-        return _AnnView(self.shards[i], index, meta.get("kind", "ann"), table=table)
 
     def snapshot(self) -> ShardedSnapshot:
         """One consistent view per shard (each shard's own generation)."""
@@ -461,8 +342,7 @@ class ShardedBank:
             frames.append(h.frame_index)
             sims.append(np.where(h.ref_index >= 0, h.similarity, -np.inf).astype(np.float32))
         if not refs:
-            z = np.zeros((nq, 0), np.int64)
-            return FrameHits(z, z, np.zeros((nq, 0), np.float32))
+            return empty_hits(nq)
         ref_all, fr_all, sim_all = (np.concatenate(x, axis=1) for x in (refs, frames, sims))
         kk = min(k, total)
         order = np.argsort(-sim_all, axis=1, kind="stable")[:, :kk]
@@ -472,22 +352,20 @@ class ShardedBank:
         sim_top = np.where(missing, np.float32(-3.4028235e38), sim_top)
         return FrameHits(ref_top, np.where(missing, -1, fr_top), sim_top)
 
-    def reference_vectors(self, ref_pos: int, *, snapshot: ShardedSnapshot | None = None) -> np.ndarray:
+    def _locate(self, ref_pos: int, snapshot: ShardedSnapshot | None):
+        """The view of the shard holding reference ``ref_pos`` of the snapshot, and its position there."""
         snap = snapshot if snapshot is not None else self.snapshot()
         i = int(np.searchsorted(snap.offsets, ref_pos, side="right") - 1)
-        return snap.views[i].vectors(int(ref_pos - snap.offsets[i]))
+        return snap.views[i], int(ref_pos - snap.offsets[i])
+
+    def reference_vectors(self, ref_pos: int, *, snapshot: ShardedSnapshot | None = None) -> np.ndarray:
+        view, pos = self._locate(ref_pos, snapshot)
+        return view.vectors(pos)
 
     def local_features(self, ref_pos: int, *, snapshot: ShardedSnapshot | None = None):
         """The stored keypoints of the reference at ``ref_pos`` (see :meth:`Bank.local_features`)."""
-        snap = snapshot if snapshot is not None else self.snapshot()
-        i = int(np.searchsorted(snap.offsets, ref_pos, side="right") - 1)
-        return snap.views[i].local(int(ref_pos - snap.offsets[i]))
-
-    def match(self, item, *, fps: float = 1.0, params=None, min_score: float | None = None):
-        """As :meth:`Bank.match`: the same report as one bank holding every reference."""
-        from vmatch.match import match_query
-
-        return match_query(self, item, fps=fps, params=params, min_score=min_score)
+        view, pos = self._locate(ref_pos, snapshot)
+        return view.local(pos)
 
     # ------------------------------------------------------------------ compressed indexes
     def build_ann(self, kind: str = "auto", *, nprobe: int | None = None, recall_queries: int = 1000,
@@ -496,102 +374,18 @@ class ShardedBank:
         ``kind`` is given), measure its recall@``k`` against exact search on ``recall_queries``
         stored frames, and write ``ann.faiss`` + ``ann.json`` atomically. Returns one record per
         shard (kind, factory, frames, bytes, recall)."""
-        import faiss
-
-        from vmatch.ann import choose_index, index_bytes, new_index, set_nprobe, train_index
-        from vmatch.bank import _sha256_file
-
-        out = []
         rng = np.random.default_rng(seed)
+        out = []
         for i, bank in enumerate(self.shards):
-            gen, ref_ids, first, nfr, _ = bank.frame_table()
-            n = int(nfr.sum())
-            d = shard_dir(self.path, i)
-            if n == 0:
-                for f in (ANN_INDEX, ANN_META):
-                    with contextlib.suppress(OSError):
-                        (d / f).unlink()
-                out.append({"shard": i, "frames": 0, "kind": "flat"})
-                continue
-            choice = choose_index(n, self.spec.dim, kind, pq_m=pq_m)
-            note = None
-            if choice.kind != "flat" and n < 4 * choice.nlist:
-                note = f"{n} frames are too few to train {choice.factory}; flat index instead"
-                log.warning("shard %d: %s", i, note)
-                choice = choose_index(n, self.spec.dim, "flat")
-            if nprobe is not None and choice.kind != "flat":
-                choice = type(choice)(choice.kind, choice.factory, int(nprobe), choice.nlist)
-            feats = lambda r: bank.reference_embedding(r).features  # noqa: E731
-            # training sample: at most 200k frames, drawn uniformly over the shard
-            keep = np.sort(rng.choice(n, min(n, 200_000), replace=False))
-            sample, qs, pos = [], [], 0
-            qsel = set(np.sort(rng.choice(n, min(n, recall_queries), replace=False)).tolist())
-            index = new_index(self.spec.dim, choice)
-            for r, cnt in zip(ref_ids, nfr):
-                f = feats(r)
-                sel = keep[(keep >= pos) & (keep < pos + cnt)] - pos
-                sample.append(f[sel])
-                qs.extend(f[j - pos] for j in range(pos, pos + int(cnt)) if j in qsel)
-                pos += int(cnt)
-            train_index(index, np.concatenate(sample), choice)
-            del sample
-            Q = np.ascontiguousarray(np.stack(qs), dtype=np.float32)
-            exact_s = np.full((len(Q), k), -np.inf, np.float32)
-            exact_i = np.full((len(Q), k), -1, np.int64)
-            buf_f: list[np.ndarray] = []
-            buf_i: list[np.ndarray] = []
-
-            def flush() -> None:  # add a block of frames; keep the exact top k of the queries
-                nonlocal exact_s, exact_i
-                if not buf_f:
-                    return
-                f, ids = np.ascontiguousarray(np.concatenate(buf_f)), np.concatenate(buf_i)
-                buf_f.clear()
-                buf_i.clear()
-                index.add_with_ids(f, ids)
-                s = Q @ f.T
-                part = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]
-                cs = np.concatenate([exact_s, np.take_along_axis(s, part, 1)], 1)
-                ci = np.concatenate([exact_i, ids[part]], 1)
-                o = np.argsort(-cs, axis=1, kind="stable")[:, :k]
-                exact_s, exact_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
-
-            held = 0
-            for r, a, cnt in zip(ref_ids, first, nfr):
-                buf_f.append(feats(r))
-                buf_i.append(np.arange(a, a + cnt, dtype=np.int64))
-                held += int(cnt)
-                if held >= 65536:
-                    flush()
-                    held = 0
-            flush()
-            set_nprobe(index, choice.nprobe)
-            _, approx = index.search(Q, k)
-            from vmatch.ann import recall_at_k
-
-            rec = recall_at_k(approx, exact_i, k)
-            meta = {"kind": choice.kind, "factory": choice.factory, "nprobe": choice.nprobe, "generation": gen,
-                    "frames_fingerprint": frames_fingerprint(first, nfr),
-                    "frames": n, "bytes": index_bytes(index), f"recall_at_{k}": round(rec, 4),
-                    "recall_queries": len(Q)}
-            if note:
-                meta["note"] = note
-            tmp = d / f".{ANN_INDEX}.tmp"
-            faiss.write_index(index, str(tmp))
-            meta["sha256"] = _sha256_file(tmp)  # checked on load: a damaged file is never searched
-            os.replace(tmp, d / ANN_INDEX)
-            (d / f".{ANN_META}.tmp").write_text(json.dumps(meta, indent=1, sort_keys=True))
-            os.replace(d / f".{ANN_META}.tmp", d / ANN_META)
+            out.append(build_ann_index(bank, shard_dir(self.path, i), i, kind, rng=rng, nprobe=nprobe,
+                                       recall_queries=recall_queries, k=k, pq_m=pq_m))
             self._views.pop(i, None)
-            out.append({"shard": i, **meta})
         return out
 
 
 def _create_sharded(p: Path, n_shards: int, spec, *, device: str) -> bool:
     """Create the shards and then the manifest of a new sharded bank at ``p`` (a new or empty
     directory); returns whether the directory was made here."""
-    from vmatch.bank import _bank_owned, _prepare_new_bank_dir
-
     def allowed(entry: Path) -> bool:  # shards left by a creation that was interrupted are reused
         return _SHARD_DIR_RE.match(entry.name) is not None or _bank_owned(entry)
 
