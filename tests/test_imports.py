@@ -183,3 +183,22 @@ def test_every_package_is_in_the_wheel():
     listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
     assert found - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
+
+
+def test_readme_layout_is_ls_of_the_package():
+    """README.md's Layout block names every module under vmatch/ (each package's __init__.py
+    aside) and no module that is not there."""
+    import re
+
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    listed: set[str] = set()
+    for line in block.splitlines():
+        line = line.split("#", 1)[0]
+        m = re.match(r"(vmatch/\S*)\s+(.*)", line)
+        if m:
+            listed |= {m.group(1) + name for name in re.findall(r"[\w]+\.py", m.group(2))}
+    present = {p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.rglob("*.py")
+               if p.name != "__init__.py" and "__pycache__" not in p.parts}
+    assert present - listed == set(), f"add to README's Layout: {sorted(present - listed)}"
+    assert listed - present == set(), f"not in vmatch/, remove from README's Layout: {sorted(listed - present)}"
