@@ -176,12 +176,12 @@ def run_vmatch(refs, queries, workdir: Path, *, ref_decode=None, model: str | No
         "note": "EfficientNet-Lite0 GeM + whitening, 1 frame/s, CPU; scores from report; threshold = report.threshold"
                 + ("; pairs verified with ORB keypoints + RANSAC, fused score (vmatch/verify.py)" if verify
                    else "; unverified CNN scores, no keypoints (before issue 14)")
-                + ("; references indexed with skip_nonref" if skip_nonref else "")
-                + (f"; references indexed in keyframe mode (GOPs <= {keyframe_gop:g} s)" if keyframe_gop else "")
+                + ("; references indexed with skip_nonref" if decode.skip_nonref else "")
+                + (f"; references indexed in keyframe mode (GOPs <= {decode.keyframe_gop:g} s)" if decode.keyframe_gop else "")
                 + (f"; model {model}" if model else "")
                 + (f"; references embedded in {precision}" if precision != "fp32" else "")
-                + (f"; references sampled at {ref_fps:g} frame/s" if ref_fps != 1.0 else "")
-                + ("; references decoded without the loop filter" if skip_loop_filter else ""),
+                + (f"; references sampled at {decode.fps:g} frame/s" if decode.fps != 1.0 else "")
+                + ("; references decoded without the loop filter" if decode.skip_loop_filter else ""),
     }
 
 

@@ -76,7 +76,7 @@ class _Snapshot:
         self.durations = durations
         self.index = index
         self.ref_pos = {r: i for i, r in enumerate(ref_ids)}
-        self.vpdq: _VPDQTable | None = None
+        self.vpdq = None  # vmatch.bank.hashes._VPDQTable of the vPDQ hashes, if any
         self.pdq = None  # (ref id per row, FAISS binary index) of image PDQ hashes, if any
         self.searcher = index  # what frame search uses: the index, or its GPU copy (ann.GpuFlatSearcher)
         self.local: dict = {}  # ref id -> vmatch.verify.LocalFeatures read so far (verification)

@@ -22,6 +22,7 @@ from vmatch.distributed.windows import merge_windows, window_count
 from vmatch.errors import DecodeError, UsageError, VmatchError
 from vmatch.index import store_video
 from vmatch.match import calibration_for, match_embedding, MatchParams, with_hash_matches
+from vmatch.options import DEFAULT_FPS
 from vmatch.sample import BLANK_STD
 from vmatch.types import MatchReport, VideoEmbedding
 
