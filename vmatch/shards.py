@@ -38,6 +38,7 @@ from vmatch.bank.files import _bank_owned, _prepare_new_bank_dir
 from vmatch.bank.frame_index import empty_hits
 from vmatch.bank.protocol import PipelineFacade
 from vmatch.errors import BankError, BankNotFoundError, UsageError
+from vmatch.signals.registry import PDQSignal, SIGNAL_TYPES
 from vmatch.shard_ann import (  # noqa: F401 - ANN_*, _AnnView, frames_fingerprint: re-exported
     ANN_INDEX,
     ANN_META,
@@ -412,9 +413,9 @@ def split_bank(source: Bank, dest: str | os.PathLike, n_shards: int) -> ShardedB
             raise BankError(f"{dest}: the sharded bank is not empty; split into a new directory")
         hashes: dict[str, dict[str, str]] = {}
         for rid, t, v in source.hashes():
-            if t in ("md5", "sha1"):
+            if SIGNAL_TYPES[t].exact:
                 hashes.setdefault(rid, {})[t] = v
-        pdq = [(rid, t, v) for rid, t, v in source.hashes() if t == "pdq"]
+        pdq = [(rid, t, v) for rid, t, v in source.hashes() if t == PDQSignal.name]
         for info in source.list():
             vp = source.vpdq_of(info.reference)
             if info.n_frames == 0:  # hash-only reference

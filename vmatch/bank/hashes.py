@@ -13,39 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vmatch.errors import UsageError
-from vmatch.signals.exact import EXACT_SIGNAL_TYPES
+from vmatch.signals.registry import LIST_SIGNAL_TYPES, list_signal_type, PDQSignal, VPDQSignal
 
 #: Image PDQ hashes (from shared lists): a video matches when one of its frames is within 31 bits.
-PDQ = "pdq"
-#: Signal types of one-line-per-hash lists (`vmatch import` / `export`).
-LIST_SIGNAL_TYPES = (*EXACT_SIGNAL_TYPES, PDQ)
+PDQ = PDQSignal.name
 #: vPDQ rows: one per sampled frame (value = PDQ hex, with quality, timestamp, frame number).
-VPDQ = "vpdq"
+VPDQ = VPDQSignal.name
 _INSERT = "INSERT INTO hashes (ref_pk, signal_type, value, quality, timestamp, frame_number) VALUES (?, ?, ?, ?, ?, ?)"
+#: A PDQ hash as 64 lower-case hex digits (ThreatExchange form), else UsageError naming it.
+normalize_pdq = PDQSignal.normalize
 
 
 def _check_hashes(hashes: dict[str, str]) -> list[tuple[str, str]]:
     """Validated ``(signal_type, canonical value)`` pairs of list hashes (md5, sha1, pdq)."""
-    from vmatch.signals.exact import normalize_hex_digest
-
-    out = []
-    for t, v in hashes.items():
-        if t == PDQ:
-            out.append((t, normalize_pdq(v)))
-        elif t in EXACT_SIGNAL_TYPES:
-            out.append((t, normalize_hex_digest(v, t)))
-        else:
-            raise UsageError(f"unsupported hash signal type {t!r}; use one of {', '.join(LIST_SIGNAL_TYPES)}")
-    return out
-
-
-def normalize_pdq(value) -> str:
-    """A PDQ hash as 64 lower-case hex digits (ThreatExchange form), else UsageError naming it."""
-    text = value.strip().lower() if isinstance(value, str) else ""
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise UsageError(f"invalid PDQ value {value!r:.100}: expected exactly 64 hex digits (0-9, a-f)")
-    return text
+    return [(t, list_signal_type(t).normalize(v)) for t, v in hashes.items()]
 
 
 class _VPDQTable:
@@ -179,19 +160,13 @@ def match_vpdq(table: _VPDQTable | None, query: list, *, query_match_threshold: 
     """The references of ``table`` whose vPDQ matches ``query`` by the standard rule: candidates
     from a FAISS binary range search (Hamming <= 31), then python-threatexchange's percentages on
     each. Returns ``[(ref_id, VPDQMatch)]`` of the matches, best query-match first."""
-    from vmatch.signals.vpdq import (
-        VPDQ_DISTANCE_THRESHOLD,
-        VPDQ_QUALITY_THRESHOLD,
-        is_match,
-        pack_frames,
-        range_search_hamming,
-    )
+    from vmatch.signals.vpdq import is_match, pack_frames
     from vmatch.signals.vpdq import match_vpdq as vpdq_match
 
-    good = [f for f in query if f.quality >= VPDQ_QUALITY_THRESHOLD]
+    good = VPDQSignal.searchable(query)
     if table is None or not good:
         return []
-    hits = range_search_hamming(table.index, pack_frames(good), radius=VPDQ_DISTANCE_THRESHOLD)
+    hits = VPDQSignal.search_index(table.index, pack_frames(good))
     cands = np.unique(table.ref_of_row[np.asarray(hits.ids, dtype=np.int64)]) if len(hits.ids) else []
     out = []
     for c in cands:

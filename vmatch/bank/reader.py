@@ -21,7 +21,7 @@ from vmatch.bank.hashes import PDQTable, _VPDQTable
 from vmatch.bank.references import _INFO_COLUMNS, _ref_info, check_all_rows, frame_rows, read_local, read_vectors
 from vmatch.bank.storage import DB_NAME, FORMAT_VERSION, _reads, _txn, meta_int
 from vmatch.errors import ModelMismatchError
-from vmatch.signals.exact import EXACT_SIGNAL_TYPES
+from vmatch.signals.registry import EXACT_SIGNAL_TYPES, PDQSignal, VPDQSignal
 from vmatch.types import ReferenceInfo, VideoEmbedding
 
 
@@ -77,8 +77,8 @@ class BankReader:
         """The stored vPDQ frames of one reference (empty if it has none)."""
         return _hashes.vpdq_of(self._conn, ref_id)
 
-    def match_vpdq(self, query: list, *, query_match_threshold: float = 80.0,
-                   compared_match_threshold: float = 0.0) -> list[tuple[str, object]]:
+    def match_vpdq(self, query: list, *, query_match_threshold: float = VPDQSignal.QUERY_MATCH_THRESHOLD_PERCENT,
+                   compared_match_threshold: float = VPDQSignal.INDEX_MATCH_THRESHOLD_PERCENT) -> list[tuple[str, object]]:
         """References whose vPDQ matches ``query`` by the standard rule: candidates from a FAISS
         binary range search (Hamming <= 31), then python-threatexchange's percentages on each.
 
@@ -87,7 +87,8 @@ class BankReader:
         return _hashes.match_vpdq(self.snapshot().vpdq, query, query_match_threshold=query_match_threshold,
                                   compared_match_threshold=compared_match_threshold)
 
-    def match_pdq(self, frames: list, *, radius: int = 31, min_quality: int = 50) -> list[tuple[str, int, float]]:
+    def match_pdq(self, frames: list, *, radius: int = PDQSignal.DISTANCE_THRESHOLD,
+                  min_quality: int = PDQSignal.QUALITY_THRESHOLD) -> list[tuple[str, int, float]]:
         """References holding an image PDQ within ``radius`` bits of one of the query's frames
         (:class:`~vmatch.signals.vpdq.VPDQFrame`, quality >= ``min_quality``), by a FAISS binary
         range search. Returns ``[(ref_id, best distance, query time of that frame)]``, closest first."""
