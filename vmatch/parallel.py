@@ -40,6 +40,7 @@ from typing import Callable
 
 import numpy as np
 
+from vmatch.embed.batches import batch_size_of
 from vmatch.errors import VmatchError
 from vmatch.options import DecodeOptions, IndexOptions
 from vmatch.threads import ThreadPolicy, torch_threads
@@ -184,7 +185,7 @@ def index_files(
     from vmatch.index import store_video
 
     size = tuple(embedder.spec.input_size)
-    batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    batch = batch_size_of(embedder)
     device = getattr(embedder, "device", "cpu")
     threads = dataclasses.replace(threads, cores=threads.n_cores())  # counted once for the run
     workers = threads.decode_workers(device)

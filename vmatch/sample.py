@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from vmatch.embed.batches import batch_size_of, embed_in_batches
 from vmatch.errors import DecodeError
 # BLANK_STD, check_fps and KEYPOINT_KINDS are also read from here (the distributed engine, tests).
 from vmatch.options import (  # noqa: F401
@@ -215,7 +216,7 @@ def embed_video(
     info = probe(p)
     spec = embedder.spec
     size = tuple(spec.input_size)
-    batch = max(1, int(getattr(embedder, "batch_size", 32)))
+    batch = batch_size_of(embedder)
     extractor = local_extractor(keypoints, info)
     times: list[float] = []
     feats: list[np.ndarray] = []
@@ -262,13 +263,11 @@ def embed_video(
 def embed_sampled(sampled: SampledVideo, embedder, *, video_id: str, sha256: str = "") -> VideoEmbedding:
     """Embed the frames of a :class:`SampledVideo` in batches of ``embedder.batch_size`` (the
     same batches as :func:`embed_video`)."""
-    batch = max(1, int(getattr(embedder, "batch_size", 32)))
-    n = len(sampled.timestamps)
-    feats = [embedder.embed(sampled.frames[a : a + batch]) for a in range(0, n, batch)]
+    features = embed_in_batches(sampled.frames, batch_size_of(embedder), embedder.spec.dim, embedder.embed)
     return VideoEmbedding(
         video_id=video_id,
         timestamps=sampled.timestamps,
-        features=np.concatenate(feats) if feats else np.zeros((0, embedder.spec.dim), np.float32),
+        features=features,
         duration=sampled.duration,
         model_id=embedder.spec.model_id,
         sha256=sha256,

@@ -72,6 +72,15 @@ def check_positive_int(value: Any, what: str) -> int:
     return value
 
 
+#: Frames per CNN batch of an embedder that does not say (``batch_size`` attribute).
+DEFAULT_BATCH = 32
+
+
+def batch_size_of(embedder) -> int:
+    """The frames per CNN batch that ``embedder`` asks for (its ``batch_size``, at least 1)."""
+    return max(1, int(getattr(embedder, "batch_size", DEFAULT_BATCH)))
+
+
 def embed_in_batches(
     frames: np.ndarray, batch_size: int, dim: int, embed_batch: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
