@@ -27,6 +27,7 @@ from vmatch.align import AlignParams, align_pair
 from vmatch.errors import ModelError, UsageError
 from vmatch.options import DEFAULT_FPS
 from vmatch.sample import embed_video
+from vmatch.signals.registry import EXACT_SIGNAL_TYPES, PDQSignal, VPDQSignal, list_signal_type
 from vmatch.types import Match, MatchReport, Segment, VideoEmbedding
 from vmatch.verify import VerifyParams, verify, weight
 
@@ -126,6 +127,13 @@ def calibration_for(embedder) -> ModelCalibration:
 DEFAULT_UNCALIBRATED_THRESHOLD = 0.15
 
 
+def resolve_threshold(calibration: ModelCalibration | None, threshold: float | None = None) -> float:
+    """The decision threshold a report states: ``threshold`` when given, else the model's
+    ``calibration`` threshold (read only then: None is allowed with a given ``threshold``),
+    rounded to 6 decimals. The one place the threshold is resolved (API, CLI, service)."""
+    return round(float(threshold if threshold is not None else calibration.threshold), 6)
+
+
 # ---------------------------------------------------------------------- matching
 def match_embedding(
     bank,
@@ -144,7 +152,7 @@ def match_embedding(
             f"{query_name or query.video_id}: query embedded with model {query.model_id}, "
             f"bank {bank.path} holds model {bank.model_id}"
         )
-    threshold = round(float(params.threshold if params.threshold is not None else calibration.threshold), 6)
+    threshold = resolve_threshold(calibration, params.threshold)
     floor = threshold if min_score is None else float(min_score)
     name = query_name if query_name is not None else query.video_id
     if len(query) == 0:
@@ -231,7 +239,7 @@ def match_query(
 
 def hash_signals_needed(bank) -> tuple[bool, bool, bool]:
     """Which hash signals a query needs against ``bank``: (exact file hashes, vPDQ, image PDQ)."""
-    return bank.has_hashes(), bank.has_hashes(("vpdq",)), bank.has_hashes(("pdq",))
+    return bank.has_hashes(), bank.has_hashes((VPDQSignal.name,)), bank.has_hashes((PDQSignal.name,))
 
 
 def with_hash_matches(
@@ -267,7 +275,7 @@ def with_pdq_matches(bank, report: MatchReport, frames: list) -> MatchReport:
     """Add the references holding an image PDQ within 31 bits of one of the query's frames (any
     dihedral variant); score = 1 - distance / 256; ``details``: distance and the frame's time."""
     found = [
-        Match(reference=ref, score=1.0 - dist / 256.0, segments=(), signal_type="pdq",
+        Match(reference=ref, score=PDQSignal.score(dist), segments=(), signal_type=PDQSignal.name,
               details={"distance": dist, "query_time": t})
         for ref, dist, t in bank.match_pdq(frames)
     ]
@@ -289,9 +297,9 @@ def with_vpdq_matches(bank, report: MatchReport, *query_variants: list) -> Match
     found = [
         Match(
             reference=ref,
-            score=m.query_match_percent / 100.0,
+            score=VPDQSignal.score(m),
             segments=(),
-            signal_type="vpdq",
+            signal_type=VPDQSignal.name,
             details={"query_match_percent": m.query_match_percent,
                      "compared_match_percent": m.compared_match_percent},
         )
@@ -305,18 +313,32 @@ def _with_exact_matches(
 ) -> MatchReport:
     """Add the references whose stored MD5/SHA-1 equals the query file's (score 1: the same bytes,
     so the whole video on both timelines)."""
-    from vmatch.signals.exact import EXACT_SIGNAL_TYPES
     from vmatch.signals.exact import file_hashes
 
     if digests is None:
         digests = file_hashes(path)
     whole = (Segment(0.0, duration, 0.0, duration, 1.0),)
-    exact = [
-        Match(reference=ref, score=1.0, segments=whole, signal_type=t)
-        for t in EXACT_SIGNAL_TYPES
-        for ref in bank.lookup_hash(t, digests[t])
-    ]
-    return _merged(report, exact)
+    return _merged(report, _exact_matches(bank, [(t, digests[t]) for t in EXACT_SIGNAL_TYPES], segments=whole))
+
+
+def with_value_matches(bank, report: MatchReport, signal_type: str, values: list[str]) -> MatchReport:
+    """Add the references holding one of the hash-list ``values`` (canonical, of list type
+    ``signal_type``: md5, sha1, pdq): an exact digest equal to one (score 1, no segment, one match
+    per reference), a PDQ within 31 bits of one (:func:`with_pdq_matches`, value ``i`` as query
+    frame ``i``). What ``vmatch lookup`` of a hash list and the service's lookup of a value report."""
+    if not list_signal_type(signal_type).exact:
+        return with_pdq_matches(bank, report, PDQSignal.query_frames(values))
+    return _merged(report, _exact_matches(bank, [(signal_type, v) for v in values]))
+
+
+def _exact_matches(bank, values: list[tuple[str, str]], *, segments: tuple[Segment, ...] = ()) -> list[Match]:
+    """One match (score 1, ``segments``) per reference and signal type holding one of the exact
+    ``(signal_type, value)`` pairs, in the order found."""
+    found: dict[tuple[str, str], Match] = {}
+    for t, v in values:
+        for ref in bank.lookup_hash(t, v):
+            found.setdefault((ref, t), Match(reference=ref, score=1.0, segments=segments, signal_type=t))
+    return list(found.values())
 
 
 def _merged(report: MatchReport, found: list[Match]) -> MatchReport:

@@ -10,10 +10,11 @@ import sys
 from vmatch.cli.common import _err, _open_bank, _output_dir, _read_hash_lines, _read_vpdq, _vpdq_id, EXIT_OK, EXIT_PARTIAL
 from vmatch.errors import UsageError
 from vmatch.report import info_json, info_lines, reference_json, reference_line
+from vmatch.signals.registry import VPDQSignal
 
 
 def cmd_import(args) -> int:
-    if args.signal_type == "vpdq":
+    if args.signal_type == VPDQSignal.name:
         frames = _read_vpdq(args.file)
         rid = args.ref_id or _vpdq_id(args.file)
         bank = _open_bank(args, create=True)
@@ -47,19 +48,19 @@ def cmd_export(args) -> int:
     from vmatch.files import output_name
     from vmatch.signals.vpdq import write_file
 
-    if args.signal_type == "vpdq" and args.out is None:
+    if args.signal_type == VPDQSignal.name and args.out is None:
         raise UsageError("--signal-type vpdq needs --out DIR (one vPDQ file per reference)")
     bank = _open_bank(args, create=False)
     failed = 0
     try:
-        if args.signal_type == "vpdq":
+        if args.signal_type == VPDQSignal.name:
             out = _output_dir(args.out)
             for ref in bank.list():
                 frames = bank.vpdq_of(ref.reference)
                 if not frames:
                     continue
                 try:
-                    print(write_file(out / output_name(ref.reference, ".vpdq.txt"), frames), flush=True)
+                    print(write_file(out / output_name(ref.reference, VPDQSignal.FILE_SUFFIX), frames), flush=True)
                 except UsageError as e:  # this reference's file; the others are still written
                     failed += 1
                     _err(str(e))

@@ -94,15 +94,15 @@ def _read_hash_lines(
 
 
 def _vpdq_id(path: str) -> str:
-    from vmatch.signals.hashlist import vpdq_id_from_name
+    from vmatch.signals.registry import VPDQSignal
 
-    return vpdq_id_from_name(path)
+    return VPDQSignal.ref_id_from_name(path)
 
 
 def _read_vpdq(path: str) -> list:
-    from vmatch.signals.vpdq import read_file
+    from vmatch.signals.registry import VPDQSignal
 
-    frames = read_file(path)
+    frames = VPDQSignal.read(path)
     if not frames:
         raise UsageError(f"{path}: no vPDQ frames in it")
     return frames

@@ -27,9 +27,11 @@ def cmd_match(args) -> int:
         if args.ray is None:
             _prepare_embedder(bank, args)
         params = MatchParams(threshold=args.threshold)
-        from vmatch.match import calibration_for
+        from vmatch.match import calibration_for, resolve_threshold
 
-        threshold = round(float(args.threshold if args.threshold is not None else calibration_for(bank.embedder()).threshold), 6)
+        # The calibration only when no --threshold is given (with --ray, no embedder is loaded otherwise).
+        threshold = resolve_threshold(None if args.threshold is not None else calibration_for(bank.embedder()),
+                                      args.threshold)
         files, problems = find_videos(args.paths)
         reports = []
         for path, reason in problems:
@@ -83,6 +85,7 @@ def cmd_hash(args) -> int:
     from vmatch.sample import embed_video
     from vmatch.signals import cnn
     from vmatch.signals.exact import file_hashes
+    from vmatch.signals.registry import CNNSignal, VPDQSignal
     from vmatch.signals.vpdq import hash_video, write_file
 
     out_dir = _output_dir(args.out)
@@ -99,9 +102,9 @@ def cmd_hash(args) -> int:
             emb = embed_video(f, embedder, fps=args.fps)
             digests = file_hashes(f)
             frames = hash_video(f, device=getattr(embedder, "device", "cpu"))
-            target = cnn.write(out_dir / output_name(f.stem, cnn.SUFFIX), emb, model=embedder.spec.to_dict(),
-                               fps=args.fps)
-            vp_path = write_file(out_dir / output_name(f.stem, ".vpdq.txt"), frames)
+            target = cnn.write(out_dir / output_name(f.stem, CNNSignal.FILE_SUFFIX), emb,
+                               model=embedder.spec.to_dict(), fps=args.fps)
+            vp_path = write_file(out_dir / output_name(f.stem, VPDQSignal.FILE_SUFFIX), frames)
         except VmatchError as e:
             if target is not None:  # both signal files of a video, or neither
                 target.unlink(missing_ok=True)
@@ -110,58 +113,52 @@ def cmd_hash(args) -> int:
             continue
         print(json.dumps({
             "file": str(f), "duration": round(emb.duration, 3), **digests,
-            "cnn": {"path": str(target), "frames": len(emb), "model_id": emb.model_id},
-            "vpdq": {"path": str(vp_path), "frames": len(frames)},
+            CNNSignal.name: {"path": str(target), "frames": len(emb), "model_id": emb.model_id},
+            VPDQSignal.name: {"path": str(vp_path), "frames": len(frames)},
         }), flush=True)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
 def _lookup_hashes(bank, path: str, signal_type: str, threshold: float):
-    """One report per hash list: the references holding any of its good lines' hashes (score 1,
-    no segment), and a message per malformed line (skipped, like ``import``)."""
-    from vmatch.types import Match, MatchReport
+    """One report per hash list: the references holding any of its good lines' hashes
+    (:func:`vmatch.match.with_value_matches`), and a message per malformed line (skipped, like
+    ``import``)."""
+    from vmatch.match import with_value_matches
+    from vmatch.types import MatchReport
 
-    found: dict[str, Match] = {}
     rows, problems = _read_hash_lines(path, signal_type, with_id=False)
-    if signal_type == "pdq":
-        from vmatch.match import with_pdq_matches
-        from vmatch.signals.vpdq import VPDQFrame
-
-        frames = [VPDQFrame(frame_number=i, hex=v, quality=100, timestamp=0.0) for i, (_, v, _) in enumerate(rows)]
-        return with_pdq_matches(bank, MatchReport(query=path, duration=0.0, threshold=threshold), frames), problems
-    for t, v, _ in rows:
-        for ref in bank.lookup_hash(t, v):
-            found.setdefault(ref, Match(reference=ref, score=1.0, segments=(), signal_type=t))
-    report = MatchReport(query=path, duration=0.0, threshold=threshold, matches=tuple(found[r] for r in sorted(found)))
-    return report, problems
+    report = MatchReport(query=path, duration=0.0, threshold=threshold)
+    return with_value_matches(bank, report, signal_type, [v for _, v, _ in rows]), problems
 
 
 def cmd_lookup(args) -> int:
-    from vmatch.match import calibration_for, match_embedding, MatchParams
+    from vmatch.match import calibration_for, match_embedding, MatchParams, resolve_threshold
     from vmatch.signals import cnn
+    from vmatch.signals.registry import CNNSignal, VPDQSignal, get_signal_type
     from vmatch.types import MatchReport
 
+    signal_type = get_signal_type(args.signal_type)
     bank = _open_bank(args, create=False)
     failed = 0
     try:
         calibration = calibration_for(bank.embedder())
-        threshold = round(float(args.threshold if args.threshold is not None else calibration.threshold), 6)
+        threshold = resolve_threshold(calibration, args.threshold)
         params = MatchParams(threshold=args.threshold)
         for path in args.paths:
             try:
-                if args.signal_type in ("md5", "sha1", "pdq"):
-                    report, problems = _lookup_hashes(bank, path, args.signal_type, threshold)
+                if signal_type.in_lists:
+                    report, problems = _lookup_hashes(bank, path, signal_type.name, threshold)
                     for msg in problems:
                         _err(msg)
                     failed += bool(problems)
-                elif args.signal_type == "vpdq":
+                elif signal_type is VPDQSignal:
                     from vmatch.match import with_vpdq_matches
 
                     frames = _read_vpdq(path)
                     empty = MatchReport(query=path, duration=max(f.timestamp for f in frames), threshold=threshold)
                     report = with_vpdq_matches(bank, empty, frames)
                 else:
-                    emb, _ = cnn.read(path)
+                    emb, _ = CNNSignal.read(path)
                     cnn.check_model(emb, bank.model_id, source=path, dim=bank.spec.dim)
                     report = match_embedding(
                         bank, emb, calibration=calibration, params=params, min_score=args.min_score, query_name=path

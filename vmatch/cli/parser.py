@@ -10,6 +10,7 @@ import argparse
 import math
 
 from vmatch import __version__
+from vmatch.signals.registry import LOOKUP_SIGNAL_TYPES, STORED_SIGNAL_TYPES, CNNSignal
 
 DEFAULT_BANK = "index"
 
@@ -168,8 +169,8 @@ def _build_parser() -> argparse.ArgumentParser:
     plk.add_argument("paths", nargs="+", metavar="FILE")
     plk.add_argument(
         "--signal-type",
-        default="cnn",
-        choices=["cnn", "vpdq", "pdq", "md5", "sha1"],
+        default=CNNSignal.name,
+        choices=list(LOOKUP_SIGNAL_TYPES),
         help="cnn: .vmsig files from `vmatch hash`; vpdq: vPDQ hash files (vpdq / python-threatexchange "
         "formats); md5/sha1: text files of hash values, one per line (`<value>` or `<signal_type> <value>`)",
     )
@@ -185,12 +186,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "layout plus the id), or `<value> <id>` with --signal-type. Blank lines and # comments are skipped.",
     )
     pim.add_argument("file", metavar="FILE")
-    pim.add_argument("--signal-type", default=None, choices=["md5", "sha1", "pdq", "vpdq"],
+    pim.add_argument("--signal-type", default=None, choices=list(STORED_SIGNAL_TYPES),
                      help="vpdq: FILE is one video's vPDQ hash file; its id is --id or the file name")
     pim.add_argument("--id", dest="ref_id", default=None, help="reference id of a vPDQ file")
 
     pex = sub.add_parser("export", parents=[common], help="export a bank's hashes (`<signal_type> <value> <id>` lines)")
-    pex.add_argument("--signal-type", default=None, choices=["md5", "sha1", "pdq", "vpdq"])
+    pex.add_argument("--signal-type", default=None, choices=list(STORED_SIGNAL_TYPES))
     pex.add_argument("--out", default=None, metavar="DIR", help="with --signal-type vpdq: write DIR/<id>.vpdq.txt")
 
     pr = sub.add_parser("remove", parents=[common], help="remove references by id")

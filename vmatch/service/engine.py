@@ -18,7 +18,6 @@ search, and in a ``finally`` on every error path.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,20 +27,14 @@ from vmatch.service.banks import BankHandle
 from vmatch.service.embedders import Embedders
 from vmatch.service.errors import ServiceError, from_vmatch
 from vmatch.service.metrics import Metrics
-
-
-def _threshold(calibration, threshold: float | None = None) -> float:
-    """The decision threshold a report states: ``threshold``, else the model's calibration."""
-    return round(float(threshold if threshold is not None else calibration.threshold), 6)
+from vmatch.signals.registry import EXACT_SIGNAL_TYPES, CNNSignal, VPDQSignal, get_signal_type, signal_type_names
 
 
 def _vpdq_frames(text: str, name: str) -> list:
-    """The frames of a vPDQ hash file's text, either format recognised as ``read_file`` does (a
-    JSON array is python-threatexchange's signal string, else vpdq's lines); ServiceError 400
+    """The frames of a vPDQ hash file's text, either format recognised as ``read_file`` does
+    (:meth:`VPDQSignal.parse <vmatch.signals.registry.VPDQSignal.parse>`); ServiceError 400
     ``invalid_hash_file`` when it holds none. A malformed file raises UsageError naming it."""
-    from vmatch.signals.vpdq import from_signal_str, from_text
-
-    frames = from_signal_str(text, source=name) if text.lstrip().startswith("[") else from_text(text, source=name)
+    frames = VPDQSignal.parse(text, source=name)
     if not frames:
         raise ServiceError(400, "invalid_hash_file", f"{name}: no vPDQ frames in it")
     return frames
@@ -74,7 +67,7 @@ def _hash_query(handle: BankHandle, embedder, path: Path, name: str, fps: float,
         emb = _embedded(path, embedder, fps=fps, deadline=deadline, metrics=metrics)
         digests = file_hashes(path)
         with handle.held() as bank:
-            want_vpdq = bank.has_hashes(("vpdq", "pdq"))
+            want_vpdq = bank.has_hashes(signal_type_names(exact=False, stored=True))  # vPDQ, PDQ
         variants = None
         if want_vpdq:
             from vmatch.signals.vpdq import hash_video_dihedral
@@ -117,26 +110,19 @@ def match_upload(handle: BankHandle, embedders: Embedders, path: Path, name: str
 
 def lookup_value(handle: BankHandle, embedders: Embedders, signal_type: str, value: str) -> dict:
     """References holding a hash value (md5, sha1: exact; pdq: within 31 bits, any dihedral variant
-    of the bank's frames as stored)."""
-    from vmatch.bank import normalize_pdq
-    from vmatch.match import calibration_for, with_pdq_matches
-    from vmatch.signals.exact import normalize_hex_digest
-    from vmatch.signals.vpdq import VPDQFrame
-    from vmatch.types import Match, MatchReport
+    of the bank's frames as stored): :func:`vmatch.match.with_value_matches`, as ``vmatch lookup``."""
+    from vmatch.match import calibration_for, resolve_threshold, with_value_matches
+    from vmatch.signals.registry import list_signal_type
+    from vmatch.types import MatchReport
 
-    threshold = _threshold(calibration_for(embedders.get(handle.bank.spec)))
+    threshold = resolve_threshold(calibration_for(embedders.get(handle.bank.spec)))
     try:
-        v = normalize_pdq(value) if signal_type == "pdq" else normalize_hex_digest(value, signal_type)
+        v = list_signal_type(signal_type).normalize(value)
     except VmatchError as e:
         raise ServiceError(400, "invalid_hash", str(e)) from e
     report = MatchReport(query=f"{signal_type}:{v}", duration=0.0, threshold=threshold)
     with handle.held() as bank:
-        if signal_type == "pdq":
-            report = with_pdq_matches(bank, report, [VPDQFrame(frame_number=0, hex=v, quality=100, timestamp=0.0)])
-        else:
-            ms = tuple(Match(reference=r, score=1.0, segments=(), signal_type=signal_type)
-                       for r in bank.lookup_hash(signal_type, v))
-            report = dataclasses.replace(report, matches=ms)
+        report = with_value_matches(bank, report, signal_type, [v])
     return report.to_dict()
 
 
@@ -147,15 +133,15 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
     Runs as a job. A file that cannot be read (a malformed or oversized ``.vmsig``: cnn.loads
     bounds what it decompresses; the wrong width for the bank's model) is 400 ``invalid_hash_file``
     naming it; a signal of another model 422 ``model_mismatch``."""
-    from vmatch.match import calibration_for, match_embedding, MatchParams, with_vpdq_matches
+    from vmatch.match import calibration_for, match_embedding, MatchParams, resolve_threshold, with_vpdq_matches
     from vmatch.types import MatchReport
 
     bank = handle.bank
     embedder = embedders.get(bank.spec)
     cal = calibration_for(embedder)
-    thr = _threshold(cal, threshold)
+    thr = resolve_threshold(cal, threshold)
     try:
-        if signal_type == "vpdq":
+        if get_signal_type(signal_type) is VPDQSignal:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
@@ -183,9 +169,7 @@ def lookup_file(handle: BankHandle, embedders: Embedders, signal_type: str, data
 def _load_signal(data: bytes, name: str):
     """The embedding of a ``.vmsig``; cnn.loads raises a UsageError naming the file for anything
     it cannot read (corrupt deflate streams included)."""
-    from vmatch.signals import cnn
-
-    return cnn.loads(data, source=name)[0]
+    return CNNSignal.parse(data, source=name)[0]
 
 
 # ---------------------------------------------------------------------------------------- hashing, curating
@@ -207,23 +191,27 @@ def hash_upload(embedders: Embedders, spec, path: Path, name: str, *, fps: float
         delete()
     return {
         "file": name, "duration": round(float(emb.duration), 3), **digests,
-        "cnn": {"model_id": emb.model_id, "frames": len(emb), "dim": emb.dim, "fps": fps, "blank_frames": emb.n_blank},
-        "vpdq": {"frames": len(frames), "lines": to_text(frames).splitlines()},
+        CNNSignal.name: {"model_id": emb.model_id, "frames": len(emb), "dim": emb.dim, "fps": fps,
+                         "blank_frames": emb.n_blank},
+        VPDQSignal.name: {"frames": len(frames), "lines": to_text(frames).splitlines()},
     }
 
 
 def add_reference(handle: BankHandle, embedders: Embedders, path: Path, name: str, ref_id: str, *, fps: float,
                   vpdq: bool, deadline, metrics: Metrics, delete: Callable[[], None] | None) -> dict:
-    """Embed and hash a reference video, delete the upload, then store it (one transaction)."""
+    """Embed and hash a reference video, delete the upload, then store it (one transaction) with
+    :func:`vmatch.index.store_reference`, the indexer's store path; ``name`` is the source name
+    stored (the upload's display name, or the path as given under the media root)."""
+    from vmatch.index import blank_reason, store_reference
     from vmatch.signals.exact import file_hashes
 
     try:
         embedder = embedders.get(handle.bank.spec)
         emb = _embedded(path, embedder, fps=fps, deadline=deadline, metrics=metrics, video_id=ref_id,
                         keypoints="reference")
-        if len(emb) == 0:
-            raise ServiceError(422, "blank_video",
-                               f"{name}: all {emb.n_blank} sampled frames are blank (solid colour); nothing to index")
+        blank = blank_reason(emb)
+        if blank is not None:  # before hashing the file: nothing of it is stored
+            raise ServiceError(422, "blank_video", f"{name}: {blank}")
         digests = file_hashes(path)
         frames = None
         if vpdq:
@@ -237,16 +225,15 @@ def add_reference(handle: BankHandle, embedders: Embedders, path: Path, name: st
         if delete is not None:
             delete()
     deadline.check()
-    emb = dataclasses.replace(emb, sha256=digests["sha256"])
     with handle.held() as bank:
         try:
-            info = bank.add_embedding(emb, ref_id=ref_id, source_name=name, extra={"fps": fps, "n_blank": emb.n_blank},
-                                      hashes={"md5": digests["md5"], "sha1": digests["sha1"]}, vpdq=frames)
+            stored = store_reference(bank, path, emb, digests=digests, fps=fps, vpdq=frames, ref_id=ref_id,
+                                     source_name=name)
             bank.save_index()  # keeps the FAISS cache fresh; the database already holds the change
         except VmatchError as e:
             raise from_vmatch(e, name=name) from e
-    out = info.to_dict()
-    out.update(md5=digests["md5"], sha1=digests["sha1"], vpdq_frames=len(frames) if frames is not None else 0)
+    out = stored.info.to_dict()
+    out.update({t: digests[t] for t in EXACT_SIGNAL_TYPES}, vpdq_frames=len(frames) if frames is not None else 0)
     return out
 
 

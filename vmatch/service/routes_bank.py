@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import anyio
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
@@ -18,6 +18,7 @@ from vmatch.service.errors import ServiceError, from_vmatch
 from vmatch.service.keys import ApiKey
 from vmatch.service.limits import check_video, resolve_media_path
 from vmatch.service.routing import ACCEPTED, ERRORS, MEDIA_BODY, TEXT_BODY, BankName, ModeQ, RouteContext
+from vmatch.signals.registry import VPDQSignal
 
 
 def _ref_id(given: Optional[str], filename: Optional[str]) -> str:
@@ -161,7 +162,7 @@ def add_bank_routes(app: FastAPI, ctx: RouteContext) -> None:
     async def import_hashes(
         request: Request,
         bank: str = BankName,
-        signal_type: Optional[Literal["md5", "sha1", "pdq", "vpdq"]] = Query(
+        signal_type: Optional[schemas.StoredSignalType] = Query(
             None, description="Type of lines without one (`<value> <id>`); vpdq: the body is one vPDQ hash file."),
         id: Optional[str] = Query(None, description="With signal_type=vpdq: the reference id (default: the file name).",
                                   max_length=255),
@@ -170,15 +171,14 @@ def add_bank_routes(app: FastAPI, ctx: RouteContext) -> None:
         h = await anyio.to_thread.run_sync(state.banks.get, bank)
         up, data = await ctx.upload_text(request)
         name = up.filename or "body"
-        if signal_type == "vpdq":
-            from vmatch.signals.hashlist import vpdq_id_from_name
-
+        if signal_type == VPDQSignal.name:
             try:
                 text = data.decode("utf-8-sig")
             except UnicodeDecodeError:
                 raise ServiceError(400, "invalid_hash_file", f"{up.display_name}: not UTF-8 text") from None
 
-            rid = _ref_id(id if id is not None else (vpdq_id_from_name(up.filename) if up.filename else None), None)
+            rid = _ref_id(id if id is not None else (VPDQSignal.ref_id_from_name(up.filename) if up.filename else None),
+                          None)
             return await anyio.to_thread.run_sync(engine.import_vpdq, h, text, name, rid)
         if id is not None:
             raise ServiceError(400, "invalid_request", "id is only for signal_type=vpdq (hash lists carry their ids)")

@@ -5,7 +5,7 @@ The work runs as a job (``engine``); the report is ``vmatch match --json``'s.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 import anyio
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
@@ -15,6 +15,7 @@ from vmatch.service.banks import BANK_NAME_RE
 from vmatch.service.errors import ServiceError
 from vmatch.service.keys import ApiKey
 from vmatch.service.routing import ACCEPTED, ERRORS, MEDIA_BODY, TEXT_BODY, BankName, ModeQ, RouteContext, ScoreQ
+from vmatch.signals.registry import VPDQSignal
 
 
 def add_match_routes(app: FastAPI, ctx: RouteContext) -> None:
@@ -78,8 +79,8 @@ def add_match_routes(app: FastAPI, ctx: RouteContext) -> None:
     async def lookup_file(
         request: Request,
         bank: str = BankName,
-        signal_type: Literal["vpdq", "cnn"] = Query("vpdq", description="vpdq: a vPDQ hash file (vpdq or "
-                                                            "python-threatexchange format); cnn: a .vmsig file."),
+        signal_type: schemas.FileSignalType = Query(
+            VPDQSignal.name, description="vpdq: a vPDQ hash file (vpdq or python-threatexchange format); cnn: a .vmsig file."),
         min_score: Optional[float] = ScoreQ("cnn: list matches scoring at least this."),
         threshold: Optional[float] = ScoreQ("cnn: decision threshold."),
         mode: schemas.Mode = ModeQ,

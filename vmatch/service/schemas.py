@@ -9,8 +9,15 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vmatch.signals.registry import LIST_SIGNAL_TYPES, STORED_SIGNAL_TYPES, signal_type_names
+
 Mode = Literal["auto", "sync", "async"]
-ListSignalType = Literal["md5", "sha1", "pdq"]
+#: Hash-list values (``GET .../lookup``): md5, sha1, pdq.
+ListSignalType = Literal[LIST_SIGNAL_TYPES]
+#: What a bank stores values of (``POST .../hashes``): md5, sha1, pdq, vpdq.
+StoredSignalType = Literal[STORED_SIGNAL_TYPES]
+#: Hash files matched whole (``POST .../lookup``): vpdq, cnn.
+FileSignalType = Literal[signal_type_names(in_lists=False)]
 
 
 class ErrorBody(BaseModel):
