@@ -52,7 +52,9 @@ def setup(tmp_path_factory):
 
     with Bank.open(bank, device="cpu") as b:
         expected = [b.match(q).to_dict() for q in queries]
-    return {"dir": d, "root": root, "bank": bank, "queries": queries, "expected": expected}
+    sharded = root / "sharded"  # beside it in the bank root, so the service serves it too
+    assert main(["shard", "split", "--bank", str(bank), "--out", str(sharded), "--shards", "2"]) == 0
+    return {"dir": d, "root": root, "bank": bank, "sharded": sharded, "queries": queries, "expected": expected}
 
 
 def _without_query(report: dict) -> dict:
@@ -85,8 +87,7 @@ def test_cli_match_reports_what_the_api_reports(setup, capsys):
 
 
 def test_sharded_bank_reports_what_the_single_bank_reports(setup, capsys):
-    sharded = setup["dir"] / "sharded"
-    assert main(["shard", "split", "--bank", str(setup["bank"]), "--out", str(sharded), "--shards", "2"]) == 0
+    sharded = setup["sharded"]
     from vmatch.shards import ShardedBank
 
     with ShardedBank.open(sharded, device="cpu") as sb:
@@ -123,12 +124,18 @@ def test_http_service_reports_what_the_api_reports(setup):
     try:
         srv.wait_ready(key)
         with httpx.Client(base_url=srv.url, headers=auth(key), timeout=300) as c:
-            for q, expected in zip(setup["queries"], setup["expected"]):
-                with open(q, "rb") as fh:
-                    r = c.post("/banks/main/match", files={"file": (q.name, fh, "application/octet-stream")},
-                               params={"mode": "sync"})
-                assert r.status_code == 200, r.text
-                assert _without_query(r.json()) == _without_query(expected)
+            for bank in ("main", "sharded"):  # the sharded bank is served by the same opener
+                for q, expected in zip(setup["queries"], setup["expected"]):
+                    with open(q, "rb") as fh:
+                        r = c.post(f"/banks/{bank}/match", files={"file": (q.name, fh, "application/octet-stream")},
+                                   params={"mode": "sync"})
+                    assert r.status_code == 200, (bank, r.text)
+                    assert _without_query(r.json()) == _without_query(expected), bank
+            status = c.get("/status")
+            assert status.status_code == 200, status.text
+            served = {b["name"]: b for b in status.json()["banks"]}
+            assert set(served) >= {"main", "sharded"}, status.json()
+            assert served["sharded"]["references"] == 3 and served["sharded"]["fresh"], served
     finally:
         srv.stop()
 

@@ -14,7 +14,8 @@ from vmatch.cli import main
 from vmatch.embed import FakeEmbedder, make_embedder
 from vmatch.match import MatchParams
 from vmatch.sample import embed_video
-from vmatch.shards import ShardedBank, _AnnView, is_sharded, shard_of, split_bank
+from vmatch.shard_split import split_bank
+from vmatch.shards import ShardedBank, _AnnView, is_sharded, shard_of
 from vmatch.types import VideoEmbedding
 
 

@@ -38,7 +38,6 @@ from vmatch.bank.files import _bank_owned, _prepare_new_bank_dir
 from vmatch.bank.frame_index import empty_hits
 from vmatch.bank.protocol import PipelineFacade
 from vmatch.errors import BankError, BankNotFoundError, UsageError
-from vmatch.signals.registry import PDQSignal, SIGNAL_TYPES
 from vmatch.shard_ann import (  # noqa: F401 - ANN_*, _AnnView, frames_fingerprint: re-exported
     ANN_INDEX,
     ANN_META,
@@ -290,14 +289,37 @@ class ShardedBank(PipelineFacade):
     def match_pdq(self, frames: list, **kw) -> list:
         return sorted(self._each("match_pdq", frames, **kw), key=lambda x: (x[1], x[0]))
 
+    @property
+    def generation(self) -> int:
+        """The sum of the shards' generations: it grows with every change of any shard."""
+        return sum(b.generation for b in self.shards)
+
+    def readiness(self) -> dict:
+        """As :meth:`Bank.readiness`, summed over the shards (None where a shard has none yet)."""
+        parts = [b.readiness() for b in self.shards]
+
+        def total(key: str):
+            vals = [p[key] for p in parts]
+            return None if any(v is None for v in vals) else sum(vals)
+
+        return {"generation": sum(p["generation"] for p in parts), "snapshot_generation": total("snapshot_generation"),
+                "index_file_generation": total("index_file_generation"), "fresh": all(p["fresh"] for p in parts)}
+
     def info(self) -> dict:
         parts = [b.info() for b in self.shards]
         snap = self.snapshot()
+        hashes: dict[str, int] = {}
+        for p in parts:
+            for t, n in p["hashes"].items():
+                hashes[t] = hashes.get(t, 0) + n
         return {
             "path": str(self.path),
             "sharded": True,
             "shards": self.n_shards,
             "model_id": self.model_id,
+            "generation": sum(p["generation"] for p in parts),
+            "hashes": hashes,
+            "created_at": min((p["created_at"] for p in parts if p["created_at"]), default=None),
             "references": sum(p["references"] for p in parts),
             "frames": sum(p["frames"] for p in parts),
             "seconds": sum(p["seconds"] for p in parts),
@@ -404,33 +426,23 @@ def _create_sharded(p: Path, n_shards: int, spec, *, device: str) -> bool:
     return created_dir
 
 
-def split_bank(source: Bank, dest: str | os.PathLike, n_shards: int) -> ShardedBank:
-    """Copy every reference of ``source`` (frames, timestamps, hashes, vPDQ, metadata) into a new
-    sharded bank of ``n_shards`` at ``dest``; the source is left as it is. Returns it, open."""
-    out = ShardedBank.open(dest, create=True, n_shards=n_shards, model=source.spec)
-    try:
-        if out.list():
-            raise BankError(f"{dest}: the sharded bank is not empty; split into a new directory")
-        hashes: dict[str, dict[str, str]] = {}
-        for rid, t, v in source.hashes():
-            if SIGNAL_TYPES[t].exact:
-                hashes.setdefault(rid, {})[t] = v
-        pdq = [(rid, t, v) for rid, t, v in source.hashes() if t == PDQSignal.name]
-        for info in source.list():
-            vp = source.vpdq_of(info.reference)
-            if info.n_frames == 0:  # hash-only reference
-                h = hashes.get(info.reference, {})
-                if h:
-                    out.add_hashes([(info.reference, t, v) for t, v in h.items()])
-                if vp:
-                    out.add_vpdq(info.reference, vp)
-                continue
-            emb = source.reference_embedding(info.reference)
-            out.add_embedding(emb, source_name=info.source_name, extra=info.extra,
-                              hashes=hashes.get(info.reference), vpdq=vp or None)
-        if pdq:
-            out.add_hashes(pdq)
-    except BaseException:
-        out.close()
-        raise
-    return out
+def open_bank(path: str | os.PathLike, *, create: bool = False, n_shards: int | None = None, model=None,
+              device: str = "auto", search_device: str = "cpu"):
+    """The bank at ``path``: a :class:`ShardedBank` when the directory holds one (or ``create``
+    with ``n_shards`` makes one), else a :class:`~vmatch.bank.Bank`. The one way the CLI and the
+    service open a bank by path (both implement :class:`~vmatch.bank.MatchableBank`).
+
+    Raises:
+        UsageError: ``search_device`` other than "cpu" for a sharded bank (it searches on the CPU).
+        BankNotFoundError, BankError, ModelMismatchError: as :meth:`Bank.open` / :meth:`ShardedBank.open`.
+    """
+    if is_sharded(path) or (create and n_shards is not None):
+        if search_device != "cpu":
+            raise UsageError("--search-device cuda is for unsharded banks; a sharded bank searches on the CPU")
+        return ShardedBank.open(path, create=create, n_shards=n_shards, model=model, device=device)
+    return Bank.open(path, create=create, model=model, device=device, search_device=search_device)
+
+
+def is_bank_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a bank, sharded or not."""
+    return is_sharded(path) or (Path(path) / "bank.sqlite").is_file()

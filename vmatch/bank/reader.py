@@ -188,6 +188,16 @@ class BankReader:
     def _index_files(self) -> list[tuple[int, Path]]:
         return self._frames.files()
 
+    def readiness(self) -> dict:
+        """The database's generation, that of the in-memory snapshot (None: not loaded yet) and
+        of the newest FAISS file (None: none yet), and whether the snapshot is current."""
+        gen = self.generation
+        snap = self._snapshot
+        files = self._index_files()
+        return {"generation": gen, "snapshot_generation": snap.generation if snap is not None else None,
+                "index_file_generation": files[-1][0] if files else None,
+                "fresh": snap is not None and snap.generation == gen}
+
     @_reads
     def snapshot(self) -> _Snapshot:
         """The in-memory, consistent view of the current generation (loaded on demand)."""

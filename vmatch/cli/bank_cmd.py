@@ -85,7 +85,8 @@ def cmd_remove(args) -> int:
 
 def cmd_shard(args) -> int:
     from vmatch.bank import Bank
-    from vmatch.shards import ShardedBank, split_bank
+    from vmatch.shard_split import split_bank
+    from vmatch.shards import ShardedBank
 
     if args.shard_command == "split":
         with Bank.open(args.bank) as src:

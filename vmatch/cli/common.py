@@ -20,19 +20,12 @@ def _err(msg: str) -> None:
 
 
 def _open_bank(args, *, create: bool, model=None):
-    """The bank at ``--bank``: a :class:`~vmatch.shards.ShardedBank` when the directory holds one
-    (or ``index --shards N`` creates one), else a :class:`~vmatch.bank.Bank`."""
-    from vmatch.bank import Bank
-    from vmatch.shards import ShardedBank, is_sharded
+    """The bank at ``--bank`` (sharded or not, see :func:`vmatch.shards.open_bank`); ``index
+    --shards N`` creates a sharded one."""
+    from vmatch.shards import open_bank
 
-    device = getattr(args, "device", "auto")
-    n_shards = getattr(args, "shards", None)
-    search_device = getattr(args, "search_device", "cpu")
-    if is_sharded(args.bank) or (create and n_shards is not None):
-        if search_device != "cpu":
-            raise UsageError("--search-device cuda is for unsharded banks; a sharded bank searches on the CPU")
-        return ShardedBank.open(args.bank, create=create, n_shards=n_shards, model=model, device=device)
-    return Bank.open(args.bank, create=create, model=model, device=device, search_device=search_device)
+    return open_bank(args.bank, create=create, n_shards=getattr(args, "shards", None), model=model,
+                     device=getattr(args, "device", "auto"), search_device=getattr(args, "search_device", "cpu"))
 
 
 def _ray_engine(bank, args):

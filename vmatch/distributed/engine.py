@@ -21,7 +21,7 @@ from vmatch.distributed.tasks import _decode_task, _digest_task, _EmbedWorker, E
 from vmatch.distributed.windows import merge_windows, window_count
 from vmatch.errors import DecodeError, UsageError, VmatchError
 from vmatch.index import store_video
-from vmatch.match import calibration_for, match_embedding, MatchParams, with_hash_matches
+from vmatch.match import calibration_for, match_embedding, MatchParams, resolve_threshold, with_hash_matches
 from vmatch.options import DEFAULT_FPS
 from vmatch.sample import BLANK_STD
 from vmatch.types import MatchReport, VideoEmbedding
@@ -315,7 +315,7 @@ class RayEngine:
         params = params or MatchParams()
         self._check_bank(bank)
         calibration = calibration_for(bank.embedder())
-        threshold = round(float(params.threshold if params.threshold is not None else calibration.threshold), 6)
+        threshold = resolve_threshold(calibration, params.threshold)
         exact, has_vpdq, has_pdq = hash_signals_needed(bank)
         ray = self._ray
         paths = [Path(p) for p in paths]

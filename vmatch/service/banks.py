@@ -3,8 +3,9 @@
 Where it sits: routes (``app``) find a bank here by name; jobs (``engine``) hold its lock for the
 short part that reads or writes it (:meth:`BankHandle.held`).
 
-Consistency. Each bank has one :class:`vmatch.bank.Bank` (one SQLite connection, one in-memory
-FAISS snapshot) and one lock. Heavy work (decode, embed, hash) runs *outside* the lock; the lock
+Consistency. Each bank has one open handle (a :class:`vmatch.bank.Bank`, or a
+:class:`vmatch.shards.ShardedBank` for a sharded directory, opened by the one opener
+:func:`vmatch.shards.open_bank`) and one lock. Heavy work (decode, embed, hash) runs *outside* the lock; the lock
 is held only for the short part that reads or writes the bank, so a match sees the bank either
 before or after a curator's change, never half of it.
 """
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from vmatch.bank import DB_NAME, Bank
+from vmatch.bank import Bank
 from vmatch.errors import VmatchError
 from vmatch.service.embedders import resolve_model
 from vmatch.service.errors import ServiceError, from_vmatch
+from vmatch.shards import is_bank_dir, open_bank, ShardedBank
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def check_bank_name(name: str) -> str:
 @dataclass
 class BankHandle:
     name: str
-    bank: Bank
+    bank: Bank | ShardedBank
     lock: threading.Lock
     deleted: bool = False
 
@@ -77,7 +79,7 @@ class Banks:
     def load_all(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         for d in sorted(self.root.iterdir()):
-            if d.is_dir() and BANK_NAME_RE.match(d.name) and (d / DB_NAME).exists():
+            if d.is_dir() and BANK_NAME_RE.match(d.name) and is_bank_dir(d):
                 try:
                     self._open(d.name)
                 except VmatchError as e:
@@ -88,7 +90,7 @@ class Banks:
         with self._lock:
             h = self._banks.get(name)
             if h is None:
-                bank = Bank.open(self.root / name, create=False, device=self.device)
+                bank = open_bank(self.root / name, create=False, device=self.device)
                 h = self._banks[name] = BankHandle(name, bank, threading.Lock())
                 self.errors.pop(name, None)
             return h
@@ -103,7 +105,7 @@ class Banks:
             h = self._banks.get(name)
         if h is not None:
             return h
-        if (self.root / name / DB_NAME).exists():  # made by the CLI while the server runs
+        if is_bank_dir(self.root / name):  # made by the CLI while the server runs
             try:
                 return self._open(name)
             except VmatchError as e:
@@ -158,12 +160,5 @@ class Banks:
                 if h.deleted:
                     continue
                 b = h.bank
-                gen = b.generation
-                snap = b._snapshot
-                files = b._index_files()
-                nrefs = len(b.list())
-                out.append({"name": name, "model_id": b.model_id, "references": nrefs, "generation": gen,
-                            "snapshot_generation": snap.generation if snap is not None else None,
-                            "index_file_generation": files[-1][0] if files else None,
-                            "fresh": snap is not None and snap.generation == gen})
+                out.append({"name": name, "model_id": b.model_id, "references": len(b.list()), **b.readiness()})
         return out
