@@ -25,6 +25,7 @@ from vmatch.cli.common import _err, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXI
 from vmatch.cli.index_cmd import cmd_index
 from vmatch.cli.match_cmd import cmd_hash, cmd_lookup, cmd_match
 from vmatch.cli.model_cmd import cmd_export_model
+from vmatch.cli.private_cmd import cmd_private
 from vmatch.cli.parser import _build_parser, DEFAULT_BANK
 from vmatch.cli.serve_cmd import cmd_key, cmd_serve
 from vmatch.errors import BankError, ModelMismatchError, UsageError, VmatchError
@@ -50,6 +51,7 @@ COMMANDS = {
     "import": cmd_import,
     "export": cmd_export,
     "export-model": cmd_export_model,
+    "private": cmd_private,
     "shard": cmd_shard,
     "serve": cmd_serve,
     "key": cmd_key,

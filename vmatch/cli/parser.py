@@ -228,6 +228,31 @@ def _build_parser() -> argparse.ArgumentParser:
     pem.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
     pem.add_argument("--model", default=None, help="model (default: effnet-lite0-gem)")
 
+    ppv = sub.add_parser(
+        "private", help="private matching (PSI): publish a blinded table, make vouchers, match them",
+        description="The private mode for end-to-end encrypted services (vmatch.private): the server learns "
+        "only the videos of which at least t frames match, the device learns nothing. Needs "
+        "pip install 'vmatch[private]'.",
+    )
+    pvsub = ppv.add_subparsers(dest="private_command", metavar="ACTION")
+    pvsub.required = True
+    pvp = pvsub.add_parser("publish", parents=[common], help="build and keep the next blinded table of a bank")
+    pvp.add_argument("--out", default=None, metavar="FILE", help="also write the table here (for devices)")
+    pvp.add_argument("--threshold", type=int, default=3, metavar="T", help="matching frames that open a video (default 3)")
+    pvp.add_argument("--tables", type=int, default=8, help="keys per frame (LSH tables, default 8)")
+    pvp.add_argument("--bits", type=int, default=20, help="bits per key (default 20)")
+    pvp.add_argument("--probes", type=int, default=1, help="device multi-probe keys per table (default 1)")
+    pvv = pvsub.add_parser("voucher", parents=[embed_opts], help="make the voucher bundle of videos (device side)")
+    pvv.add_argument("paths", nargs="+", metavar="VIDEO", help="videos, or .vmsig signals from `vmatch hash`")
+    pvv.add_argument("--table", required=True, metavar="FILE", help="the published table (.vmpt)")
+    pvv.add_argument("--commitment", default=None, metavar="HEX", help="refuse a table whose SHA-256 is not this")
+    pvv.add_argument("--out", default=".", metavar="DIR", help="where to write <name>.vmpv (default: .)")
+    pvv.add_argument("--onnx", default=None, metavar="MODEL", help="embed with this exported ONNX model (no torch)")
+    pvv.add_argument("--model", default=None, help="model (default: the table's)")
+    pvm = pvsub.add_parser("match", parents=[common], help="open and match received voucher bundles (server side)")
+    pvm.add_argument("paths", nargs="+", metavar="FILE")
+    pvm.add_argument("--json", action="store_true", help="one JSON object per bundle per line")
+
     pd = sub.add_parser(
         "demo", parents=[embed_opts], help="generate a few videos, index them, match an edited copy"
     )
