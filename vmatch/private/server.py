@@ -74,21 +74,8 @@ def open_bundle(bundle: Bundle, table: Table, alpha: bytes, *, max_tries: int = 
     if bundle.table_commitment != table.commitment:
         raise PrivateError(f"{source}: made against table {bundle.table_commitment[:16]}…, not {table.commitment[:16]}…")
     t = table.header.threshold
-    commitment = bytes.fromhex(table.commitment)
     bid = bundle.bundle_id
-    shares: dict[int, tuple[bytes, bytes]] = {}
-    for v, voucher in enumerate(bundle.vouchers):
-        for j in range(N_HASHES):
-            slot = voucher[j * SLOT_BYTES : (j + 1) * SLOT_BYTES]
-            q = slot[:32]
-            if not group.is_point(q):
-                raise PrivateError(f"{source}: voucher {v} holds an invalid group element: tampered or not made by vmatch")
-            k = aead.outer_key(group.mul(alpha, q), commitment=commitment, bundle_id=bid, index=v, slot=j, q=q)
-            plain = aead.open_(k, slot[32:], bid)
-            if plain is not None:
-                (idx,) = struct.unpack_from("<I", plain, 0)
-                shares.setdefault(idx, (plain[4:SHARE_BYTES], plain[SHARE_BYTES : SHARE_BYTES + INNER_BYTES]))
-                break
+    shares = open_shares(bundle, table, alpha, source=source)
     n_v = len(bundle.vouchers)
     if len(shares) < t:
         return Opened(bid.hex(), table.commitment, n_v, False, None)
@@ -106,6 +93,27 @@ def open_bundle(bundle: Bundle, table: Table, alpha: bytes, *, max_tries: int = 
             raise PrivateError(f"{source}: blob {b} fails its authentication tag: altered after encryption")
         frames.append(decode_frame(data, source=f"{source} blob {b}"))
     return Opened(bid.hex(), table.commitment, n_v, True, _embedding(frames, bid.hex(), table.header.model_id, source), tries)
+
+
+def open_shares(bundle: Bundle, table: Table, alpha: bytes, *, source: str = "<vouchers>") -> dict[int, tuple[bytes, bytes]]:
+    """Share index -> (share, inner ciphertext) of every voucher ``alpha`` opens: all the server
+    can learn from a bundle before the threshold (synthetic frames' shares included)."""
+    commitment = bytes.fromhex(table.commitment)
+    bid = bundle.bundle_id
+    shares: dict[int, tuple[bytes, bytes]] = {}
+    for v, voucher in enumerate(bundle.vouchers):
+        for j in range(N_HASHES):
+            slot = voucher[j * SLOT_BYTES : (j + 1) * SLOT_BYTES]
+            q = slot[:32]
+            if not group.is_point(q):
+                raise PrivateError(f"{source}: voucher {v} holds an invalid group element: tampered or not made by vmatch")
+            k = aead.outer_key(group.mul(alpha, q), commitment=commitment, bundle_id=bid, index=v, slot=j, q=q)
+            plain = aead.open_(k, slot[32:], bid)
+            if plain is not None:
+                (idx,) = struct.unpack_from("<I", plain, 0)
+                shares.setdefault(idx, (plain[4:SHARE_BYTES], plain[SHARE_BYTES : SHARE_BYTES + INNER_BYTES]))
+                break
+    return shares
 
 
 def _rebuild(shares: dict[int, tuple[bytes, bytes]], t: int, bid: bytes, max_tries: int):
