@@ -125,6 +125,10 @@ class PrivateStore:
         self._tables[commitment] = t
         return t
 
+    def published(self) -> int:
+        """How many tables were published (0: none yet, :meth:`latest` would raise)."""
+        return int(self._conn.execute("SELECT count(*) FROM tables").fetchone()[0])
+
     def latest(self) -> Table:
         row = self._conn.execute("SELECT commitment FROM tables ORDER BY version DESC LIMIT 1").fetchone()
         if row is None:
