@@ -18,6 +18,8 @@ Modules:
     limits         checks before any heavy work: frame size, duration, frames; paths in the media root
     engine         the heavy work of the jobs (embed, hash, match, lookup, add, import), through
                    vmatch.match as the CLI does
+    private        the private (PSI) mode's work: publish and serve a bank's table, accept voucher
+                   bundles (the same answer for each), process them as jobs, read the results
     state          ServiceState: everything one app owns (config, keys, metrics, banks, jobs)
     schemas        request / response models (pydantic) with field descriptions
     auth           the bearer-key checks of the routes, by scope
@@ -26,6 +28,7 @@ Modules:
     routes_status  /status/live, /status, /metrics
     routes_bank    banks, references, hash-list imports
     routes_match   /hash, match, lookup, /jobs/{id}
+    routes_private /banks/{bank}/private/table, .../vouchers, .../results
     app            create_app(config): the app, its lifespan, error bodies, the routes
 
 Only ``app``, ``auth``, ``middleware``, ``routing``, the ``routes_*``, ``schemas`` and ``uploads``

@@ -4,7 +4,8 @@ Endpoints (README, "HTTP service"): status (``/status/live``, ``/status``, ``/me
 ``routes_status``), banks (create, list, info, delete), references (upload, server-side path,
 list, get, remove), hash lists (import: ``routes_bank``), ``/hash`` (signals of an upload),
 ``match`` (an upload against a bank), ``lookup`` (a hash value or a hash file, no media),
-``/jobs/{id}`` (``routes_match``).
+``/jobs/{id}`` (``routes_match``), the private mode (a bank's blinded table, voucher bundles,
+their results: ``routes_private``).
 
 Every endpoint but ``/status/live`` needs ``Authorization: Bearer <key>`` (401 without a valid
 key, 403 without the scope: ``auth``). Errors are ``{"error": code, "detail": sentence}``.
@@ -31,6 +32,7 @@ from vmatch.service.logs import redact_logs
 from vmatch.service.middleware import Observe
 from vmatch.service.routes_bank import add_bank_routes
 from vmatch.service.routes_match import add_match_routes
+from vmatch.service.routes_private import add_private_routes
 from vmatch.service.routes_status import add_status_routes
 from vmatch.service.routing import RouteContext
 from vmatch.service.state import ServiceState
@@ -80,6 +82,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     add_status_routes(app, ctx)
     add_bank_routes(app, ctx)
     add_match_routes(app, ctx)
+    add_private_routes(app, ctx)
     return app
 
 

@@ -17,9 +17,9 @@ import logging
 import re
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from vmatch.bank import Bank
 from vmatch.errors import VmatchError
@@ -45,6 +45,12 @@ class BankHandle:
     bank: Bank | ShardedBank
     lock: threading.Lock
     deleted: bool = False
+    #: The private mode's :class:`vmatch.private.PrivateStore` of this bank (its SQLite file in
+    #: ``<bank>/private/``), opened on first use; used and closed only under ``lock``.
+    private: Any = None
+    #: Ids of voucher bundles accepted and not yet recorded (a second submission meanwhile is a
+    #: replay too); under ``lock``.
+    private_pending: set = field(default_factory=set)
 
     def check_alive(self) -> None:
         if self.deleted:
@@ -56,6 +62,23 @@ class BankHandle:
         with self.lock:
             self.check_alive()
             yield self.bank
+
+    @contextlib.contextmanager
+    def private_held(self):
+        """``(bank, its PrivateStore)`` under this handle's lock (the store opened on first use)."""
+        with self.held() as bank:
+            if self.private is None:
+                from vmatch.private import PrivateStore
+
+                self.private = PrivateStore(bank.path)
+            yield bank, self.private
+
+    def close_private(self) -> None:
+        """Close the private store, if open; call with the lock held."""
+        if self.private is not None:
+            with contextlib.suppress(Exception):
+                self.private.close()
+            self.private = None
 
     def summary(self) -> dict:
         """The bank's summary, as ``GET /banks/{bank}`` answers it."""
@@ -135,6 +158,7 @@ class Banks:
             h.deleted = True
             with self._lock:
                 self._banks.pop(name, None)
+            h.close_private()
             bank.close()
             shutil.rmtree(self.root / name)
 
@@ -144,6 +168,7 @@ class Banks:
             self._banks.clear()
         for h in handles:
             with h.lock:
+                h.close_private()
                 with contextlib.suppress(Exception):
                     h.bank.close()
 

@@ -75,12 +75,13 @@ class RouteContext:
         self.state.metrics.upload_bytes.inc(by=up.size)
         return up
 
-    async def upload_text(self, request: Request, limit: int | None = None) -> tuple[Upload, bytes]:
-        """A small text upload (hash list, vPDQ file, .vmsig), read and deleted at once; the
-        :class:`Upload` is returned for its names only."""
+    async def upload_text(self, request: Request, limit: int | None = None,
+                          allowed: tuple[str, ...] = TEXT_TYPES) -> tuple[Upload, bytes]:
+        """A small upload read whole (hash list, vPDQ file, .vmsig, voucher bundle), read and
+        deleted at once; the :class:`Upload` is returned for its names only."""
         config = self.state.config
         up = await receive_upload(request, limit=limit or config.max_upload_bytes, upload_dir=config.upload_dir,
-                                  allowed=TEXT_TYPES)
+                                  allowed=allowed)
         try:
             return up, up.path.read_bytes()
         finally:
@@ -105,16 +106,21 @@ class RouteContext:
             up.delete()
             raise
 
+    def submit(self, kind: str, work, *, owner: str, bank: str | None, on_refused=None):
+        """Queue ``work`` as a job (:meth:`JobQueue.submit`); 503 ``queue_full`` with Retry-After when refused."""
+        jobs = self.state.jobs
+        try:
+            return jobs.submit(kind, work, owner=owner, bank=bank, on_refused=on_refused)
+        except QueueFull as e:
+            raise ServiceError(503, "queue_full", f"the job queue is full ({jobs.capacity} jobs); retry in {e.retry_after} s",
+                               headers={"Retry-After": str(e.retry_after)}) from None
+
     async def run_job(self, kind: str, work, *, key: ApiKey, bank: str | None, mode: str, duration: float,
                       ok_status: int = 200, on_refused=None):
         """Queue ``work`` as a job; answer its result (``ok_status``) when it finishes in time for
         ``mode``, else 202 with the job id; 503 ``queue_full`` with Retry-After when refused."""
-        state, config = self.state, self.state.config
-        try:
-            job = state.jobs.submit(kind, work, owner=key.key_id, bank=bank, on_refused=on_refused)
-        except QueueFull as e:
-            raise ServiceError(503, "queue_full", f"the job queue is full ({state.jobs.capacity} jobs); retry in {e.retry_after} s",
-                               headers={"Retry-After": str(e.retry_after)}) from None
+        config = self.state.config
+        job = self.submit(kind, work, owner=key.key_id, bank=bank, on_refused=on_refused)
         accepted = JSONResponse({"job_id": job.id, "status": job.status, "location": f"/jobs/{job.id}"},
                                 status_code=202, headers={"Location": f"/jobs/{job.id}"})
         if mode == "async" or (mode == "auto" and duration > config.sync_max_duration):

@@ -184,3 +184,37 @@ class ImportResult(BaseModel):
     added: int = Field(description="Hashes (or vPDQ frames) newly stored.")
     lines: int = Field(description="Good lines (or frames) read.")
     problems: list[str] = Field(description="Malformed lines, each `NAME:LINE: reason; line skipped`.")
+
+
+# ---------------------------------------------------------------------------------------- private mode
+class PrivateTable(BaseModel):
+    version: int = Field(description="Version of the table (1, 2, ... per bank); devices may send vouchers made against any published one.")
+    commitment: str = Field(description="SHA-256 (hex) of the table file: what devices check and what their bundles name.")
+    keys: int = Field(description="Distinct blinded match keys in it.")
+    slots: int = Field(description="Cuckoo table slots (the rest hold random points).")
+    bytes: int = Field(description="Size of the table file.")
+    threshold: int = Field(description="Matching frames a video needs before the server can read any of them.")
+    keys_per_frame: int = Field(description="Vouchers a device makes per sampled frame.")
+
+
+class PrivateAccepted(BaseModel):
+    accepted: str = Field(description="The bundle's id (hex). The same answer for every accepted bundle, "
+                                      "whatever the bank holds: it never says whether the video matched.")
+
+
+class PrivateResultOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    bundle: str = Field(description="Bundle id (hex).")
+    table: str = Field(description="Commitment of the table the vouchers were made against.")
+    vouchers: int = Field(description="Vouchers in the bundle.")
+    status: Literal["opened", "below_threshold"] = Field(
+        description="opened: at least `threshold` frames matched and their frames were matched; below_threshold: "
+                    "nothing could be read (no count of what opened is kept).")
+    opened_frames: Optional[int] = Field(default=None, description="opened: frames the server could read.")
+    report: Optional[MatchReportOut] = Field(default=None, description="opened: the match report of the opened frames "
+                                             "(the fields of `vmatch match --json`; query: the bundle id).")
+
+
+class PrivateResults(BaseModel):
+    bank: str = Field(description="Bank name.")
+    results: list[PrivateResultOut] = Field(description="Processed bundles, in the order they were received.")
