@@ -146,7 +146,7 @@ class JobAccepted(BaseModel):
 
 class JobOut(BaseModel):
     id: str = Field(description="Job id.")
-    kind: str = Field(description="match, add_reference, hash or lookup.")
+    kind: str = Field(description="match, add_reference, hash, lookup, private_publish or private_match.")
     bank: Optional[str] = Field(description="Bank concerned, if any.")
     status: Literal["queued", "running", "done", "failed"] = Field(description="Job state.")
     created_at: str = Field(description="When it was queued (UTC).")
