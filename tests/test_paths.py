@@ -11,39 +11,17 @@ score, segment and verification detail), the query's name aside.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from vmatch import synth
+from copyclips import make_copy_set  # the shared synthetic copy set
 from vmatch.cli import main
-
-W, H, F = 160, 90, 25
-
-
-def _frames(seed: int, seconds: float, *, start: float = 0.0) -> np.ndarray:
-    return synth.scene_frames(seed, width=W, height=H, n_frames=int(round(seconds * F)), fps=F,
-                              first_frame=int(round(start * F)))
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("paths")
-    refs = d / "refs"
-    refs.mkdir()
-    synth.write_video(refs / "ref_a.mp4", _frames(2301, 8.0), fps=F, codec="mpeg4")
-    synth.write_video(refs / "ref_b.mp4", _frames(2302, 6.0), fps=F, codec="mpeg4")
-    synth.write_video(refs / "ref_c.mp4", _frames(2303, 5.0), fps=F, codec="mpeg4")
-    qdir = d / "queries"
-    qdir.mkdir()
-    queries = [
-        synth.write_video(qdir / "hidden_copy.mp4",
-                          np.concatenate([_frames(2304, 3.0), _frames(2301, 5.0, start=2.0)]), fps=F, codec="mpeg4"),
-        synth.write_video(qdir / "mirrored.mp4", np.ascontiguousarray(_frames(2302, 6.0)[:, :, ::-1]),
-                          fps=F, codec="mpeg4"),
-        synth.write_video(qdir / "unrelated.mp4", _frames(2305, 5.0), fps=F, codec="mpeg4"),
-    ]
+    refs, named = make_copy_set(d, 2300, n_refs=3)
+    queries = [named["hidden"], named["mirrored"], named["unrelated"]]
     root = d / "banks"
     root.mkdir()
     bank = root / "main"

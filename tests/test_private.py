@@ -21,43 +21,23 @@ pytest.importorskip("nacl", reason="the private mode needs PyNaCl: pip install '
 pytest.importorskip("Crypto", reason="the private mode needs pycryptodome: pip install 'vmatch[private]'")
 pytest.importorskip("cryptography", reason="the private mode needs cryptography: pip install 'vmatch[private]'")
 
-from vmatch import synth  # noqa: E402
+from copyclips import make_copy_set  # noqa: E402  (the shared synthetic copy set)
 from vmatch.bank import Bank  # noqa: E402
 from vmatch.cli import main  # noqa: E402
 from vmatch.keypoints import LocalFeatures  # noqa: E402
 from vmatch.private import PrivateError, PrivateStore, make_vouchers, match_vouchers, publish  # noqa: E402
 from vmatch.private import aead, group  # noqa: E402
-from vmatch.private.bundle import SLOT_BYTES, loads_bundle  # noqa: E402
+from vmatch.private.bundle import SLOT_BYTES  # noqa: E402
 from vmatch.private.lsh import reference_keys  # noqa: E402
 from vmatch.private.server import open_bundle, open_shares  # noqa: E402
 from vmatch.private.table import N_HASHES, bank_keys, loads_table  # noqa: E402
 from vmatch.sample import embed_video  # noqa: E402
 from vmatch.types import VideoEmbedding  # noqa: E402
 
-W, H, F = 160, 90, 25
-
-
-def _frames(seed: int, seconds: float, *, start: float = 0.0) -> np.ndarray:
-    return synth.scene_frames(seed, width=W, height=H, n_frames=int(round(seconds * F)), fps=F,
-                              first_frame=int(round(start * F)))
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("private")
-    refs = d / "refs"
-    refs.mkdir()
-    synth.write_video(refs / "ref_a.mp4", _frames(2401, 8.0), fps=F, codec="mpeg4")
-    synth.write_video(refs / "ref_b.mp4", _frames(2402, 6.0), fps=F, codec="mpeg4")
-    q = d / "queries"
-    q.mkdir()
-    queries = {
-        "hidden": synth.write_video(q / "hidden.mp4", np.concatenate([_frames(2404, 3.0), _frames(2401, 5.0, start=2.0)]),
-                                    fps=F, codec="mpeg4"),
-        "mirrored": synth.write_video(q / "mirrored.mp4", np.ascontiguousarray(_frames(2402, 6.0)[:, :, ::-1]),
-                                      fps=F, codec="mpeg4"),
-        "unrelated": synth.write_video(q / "unrelated.mp4", _frames(2405, 6.0), fps=F, codec="mpeg4"),
-    }
+    refs, queries = make_copy_set(d, 2400)
     bank_dir = d / "bank"
     assert main(["index", "--bank", str(bank_dir), "--device", "cpu", str(refs)]) == 0
     bank = Bank.open(bank_dir, device="cpu")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import time
 
-import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx")
@@ -26,32 +25,15 @@ pytest.importorskip("cryptography", reason="the private mode needs cryptography:
 
 from test_service import Server, auth  # noqa: E402  (the service test's subprocess server)
 
-from vmatch import synth  # noqa: E402
+from copyclips import make_copy_set  # noqa: E402  (the shared synthetic copy set)
 from vmatch.cli import main  # noqa: E402
 from vmatch.service.keys import KeyStore  # noqa: E402
-
-W, H, F = 160, 90, 25
-
-
-def _frames(seed: int, seconds: float, *, start: float = 0.0) -> np.ndarray:
-    return synth.scene_frames(seed, width=W, height=H, n_frames=int(round(seconds * F)), fps=F,
-                              first_frame=int(round(start * F)))
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     d = tmp_path_factory.mktemp("private_service")
-    refs = d / "refs"
-    refs.mkdir()
-    synth.write_video(refs / "ref_a.mp4", _frames(2401, 8.0), fps=F, codec="mpeg4")
-    synth.write_video(refs / "ref_b.mp4", _frames(2402, 6.0), fps=F, codec="mpeg4")
-    q = d / "queries"
-    q.mkdir()
-    queries = {
-        "hidden": synth.write_video(q / "hidden.mp4", np.concatenate([_frames(2404, 3.0), _frames(2401, 5.0, start=2.0)]),
-                                    fps=F, codec="mpeg4"),
-        "unrelated": synth.write_video(q / "unrelated.mp4", _frames(2405, 6.0), fps=F, codec="mpeg4"),
-    }
+    refs, queries = make_copy_set(d, 2400)
+    queries = {k: queries[k] for k in ("hidden", "unrelated")}  # a copy and a video of nothing banked
     root = d / "banks"
     root.mkdir()
     assert main(["index", "--bank", str(root / "main"), "--device", "cpu", str(refs)]) == 0
