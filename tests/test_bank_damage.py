@@ -310,8 +310,11 @@ def test_ctrl_c_while_waiting_exits_130(capsys, tmp_path, clips):
     bank = fake_bank(capsys, tmp_path / "b")
     held = HeldLock(bank)
     try:
+        # As from a terminal: Ctrl-C's default disposition, even where this test runs with SIGINT
+        # ignored (a non-interactive shell's background job, as some CI runners start it).
         proc = subprocess.Popen([sys.executable, "-m", "vmatch.cli", "index", "--bank", str(bank), str(clips["ref_x"])],
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         first = proc.stderr.readline()
         assert first.startswith("vmatch: waiting for"), first
         proc.send_signal(signal.SIGINT)
