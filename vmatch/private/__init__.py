@@ -41,6 +41,11 @@ What it does not protect against:
   ``alpha`` per device: publishing one commitment everyone checks is what prevents that);
 - a device that alters its own vouchers: it can only make its video not match (or match itself);
 - inversion of the descriptors of opened frames (a rough picture of those frames);
+- look-alikes: keys of the whole-frame descriptor collide for videos of one style, so the server
+  can open (read the colliding frames of) such non-copies before the scoring rejects them
+  (measured in benchmarks/RESULTS.md, "Private matching");
+- a device that makes many vouchers open on purpose (as synthetic ones do) costs the server up to
+  ``max_tries`` key reconstructions (~2.5 ms each) per bundle: rate-limit submissions per sender;
 - traffic analysis: the voucher count tells the video's length, the moment tells when it was sent;
 - precision of the near-threshold count for short videos: the synthetic padding adds about
   ``floor + per_frame * n`` openable frames; with few frames that is a weak blur.
