@@ -13,7 +13,7 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
-from vmatch.errors import UsageError
+from vmatch.errors import DecodeError, UsageError
 
 #: Longest file name (bytes, UTF-8) that Linux file systems accept.
 MAX_NAME_BYTES = 255
@@ -59,3 +59,20 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, what: str) -> Path:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return dest
+
+
+def existing_file(path, *, caller: str = "", directory_hint: str = "is a directory, not a file; name a file") -> str:
+    """``os.fspath(path)`` of a path that exists and is not a directory.
+
+    Raises:
+        UsageError: ``path`` is not a path (``caller`` prefixes the message).
+        DecodeError: it does not exist, or it is a directory (``directory_hint`` says what to do).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"{caller + ': ' if caller else ''}expected a file path, got {type(path).__name__}: {path!r}")
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise DecodeError(name, "does not exist; check the path")
+    if os.path.isdir(name):
+        raise DecodeError(name, directory_hint)
+    return name

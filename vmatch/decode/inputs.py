@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vmatch.errors import DecodeError, UsageError
+from vmatch.files import existing_file
 
 #: File extensions (lower case, without the dot) treated as videos when a directory is scanned by
 #: :func:`find_videos`. Files named explicitly are accepted whatever their extension.
@@ -105,13 +106,7 @@ def _scan_dir(root: Path) -> list[Path]:
 
 def check_file(path: str | os.PathLike[str]) -> str:
     """Cheap checks done before FFmpeg sees the file. Returns the path as a string."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise UsageError(f"expected a file path, got {type(path).__name__}: {path!r}")
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise DecodeError(name, "does not exist; check the path")
-    if os.path.isdir(name):
-        raise DecodeError(name, "is a directory, not a video file; name a file (or scan the directory)")
+    name = existing_file(path, directory_hint="is a directory, not a video file; name a file (or scan the directory)")
     try:
         size = os.path.getsize(name)
     except OSError as exc:

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from vmatch.errors import DecodeError, UsageError
+from vmatch.files import existing_file
 
 __all__ = [
     "ALGORITHMS",
@@ -54,15 +55,9 @@ def file_hashes(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> dict[s
         UsageError: ``path`` is not a path, or ``chunk`` is not a positive integer.
         DecodeError: the file does not exist, is a directory, or cannot be read (names the file).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise UsageError(f"file_hashes: expected a file path, got {type(path).__name__}: {path!r}")
+    name = existing_file(path, caller="file_hashes")
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise UsageError(f"file_hashes: chunk must be a positive number of bytes, got {chunk!r}")
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise DecodeError(name, "does not exist; check the path")
-    if os.path.isdir(name):
-        raise DecodeError(name, "is a directory, not a file; name a file")
     # usedforsecurity=False: these are content identifiers, and it keeps MD5 available on
     # FIPS-restricted OpenSSL builds.
     digests = {
