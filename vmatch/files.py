@@ -39,16 +39,19 @@ def output_name(stem: str, suffix: str) -> str:
     return f"{head}-{digest}{suffix}"
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, *, what: str) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes, *, what: str, mode: int | None = None) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
 
     The temporary name is short whatever ``path``'s name is; it is removed on every failure.
-    Raises UsageError ``"<path>: cannot write <what> (<reason>)"``.
+    The file gets ``mode`` when given (else the temporary file's 0600). Raises UsageError
+    ``"<path>: cannot write <what> (<reason>)"``.
     """
     dest = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".vmatch-", suffix=".tmp")
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, dest)

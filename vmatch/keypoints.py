@@ -61,6 +61,12 @@ class LocalFeatures:
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
         return self.coords[a:b], self.descriptors[a:b], self.static[a:b]
 
+    def take(self, i: int) -> "LocalFeatures":
+        """Frame ``i`` alone (and its mirrored keypoints), sliced: no pass over the other frames."""
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        return LocalFeatures(self.counts[i : i + 1], self.coords[a:b], self.descriptors[a:b], self.static[a:b],
+                             self.mirrored.take(i) if self.mirrored is not None else None, self.reference)
+
     def select(self, keep: np.ndarray) -> "LocalFeatures":
         """The frames where boolean ``keep`` [N] is True (mirrored ones too)."""
         keep = np.asarray(keep, bool)

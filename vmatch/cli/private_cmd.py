@@ -23,9 +23,9 @@ def _publish(args) -> int:
         data = table.to_bytes()
         where = store.dir / f"table-{table.header.table_version:06d}.vmpt"
         if args.out:
-            from vmatch.private.store import _atomic_write
+            from vmatch.files import write_atomic
 
-            _atomic_write(Path(args.out), data)
+            write_atomic(Path(args.out), data, what="the private table")
             where = Path(args.out)
     print(json.dumps({"table": str(where), "version": table.header.table_version, "commitment": table.commitment,
                       "keys": table.header.n_keys, "slots": table.header.slots, "bytes": len(data),
@@ -36,9 +36,8 @@ def _publish(args) -> int:
 
 def _voucher(args) -> int:
     from vmatch.decode import find_videos
-    from vmatch.files import output_name
+    from vmatch.files import output_name, write_atomic
     from vmatch.private import make_vouchers, read_table
-    from vmatch.private.store import _atomic_write
     from vmatch.sample import embed_video
     from vmatch.signals import cnn
 
@@ -69,7 +68,7 @@ def _voucher(args) -> int:
             bundle = make_vouchers(emb, table)
             data = bundle.to_bytes()
             target = out_dir / output_name(f.stem, ".vmpv")
-            _atomic_write(target, data)
+            write_atomic(target, data, what="the voucher bundle")
         except VmatchError as e:
             failed += 1
             _err(f"{f}: {e}" if str(f) not in str(e) else str(e))

@@ -15,13 +15,13 @@ recorded in the same transaction as its result.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
 import time
 from pathlib import Path
 
+from vmatch.files import write_atomic
 from vmatch.private import group
 from vmatch.private.lsh import KeyParams
 from vmatch.private.table import PrivateError, SyntheticParams, Table, bank_keys, build_table, read_table
@@ -37,21 +37,6 @@ CREATE TABLE IF NOT EXISTS tables (version INTEGER PRIMARY KEY, commitment TEXT 
 CREATE TABLE IF NOT EXISTS bundles (bundle_id TEXT PRIMARY KEY, commitment TEXT NOT NULL,
     received_at TEXT NOT NULL, status TEXT NOT NULL, result TEXT);
 """
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise PrivateError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 class PrivateStore:
@@ -89,7 +74,7 @@ class PrivateStore:
                 raise PrivateError(f"{p}: the server secret is not 32 bytes; restore it from the backup")
             return alpha
         alpha = group.random_scalar()
-        _atomic_write(p, alpha.hex().encode() + b"\n", mode=0o600)
+        write_atomic(p, alpha.hex().encode() + b"\n", what="the server secret", mode=0o600)
         return alpha
 
     # ------------------------------------------------------------------ tables
@@ -105,7 +90,7 @@ class PrivateStore:
         table = build_table(set(keys), self.secret(), params=params, model_id=bank.model_id, model_name=bank.spec.name, version=version,
                             threshold=threshold, synthetic=synthetic, progress=progress)
         name = f"table-{version:06d}.vmpt"
-        _atomic_write(self.dir / name, table.to_bytes())
+        write_atomic(self.dir / name, table.to_bytes(), what="the private table")
         gen = getattr(bank, "generation", None)
         self._conn.execute("INSERT INTO tables VALUES (?, ?, ?, ?, ?, ?)",
                            (version, table.commitment, name, table.header.created_at, len(keys),

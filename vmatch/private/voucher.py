@@ -96,7 +96,7 @@ def make_bundle(emb: VideoEmbedding, table: Table, *, synthetic_frames: int | No
     real_sizes: list[int] = []
     for f in range(n):
         fk = os.urandom(32)
-        local = emb.local.select(np.arange(n) == f).to_arrays()
+        local = emb.local.take(f).to_arrays()
         plain = encode_frame(float(emb.timestamps[f]), emb.features[f], local)
         b = blob_pos[f]
         blobs[b] = aead.seal(fk, plain, bundle_id + struct.pack("<I", b))
