@@ -127,6 +127,78 @@ def test_bytes_round_trip_select_and_concat():
         V.LocalFeatures.from_bytes(b"junk", source="bad")
     with pytest.raises(ValueError, match="keypoints counted"):
         V.LocalFeatures(np.array([3]), np.zeros((2, 2)), np.zeros((2, 32), np.uint8), np.zeros(2, bool))
+    # The SIFT set travels with the ORB one: bytes, select, concat; and it is checked.
+    assert rl.sift is not None and back.sift is not None and back.sift.reference
+    np.testing.assert_array_equal(back.sift.descriptors, rl.sift.descriptors)
+    np.testing.assert_array_equal(back.sift.static, rl.sift.static)
+    assert back.sift.descriptors.shape[1] == 128 and rl.sift.counts.sum() > 0
+    np.testing.assert_array_equal(two.sift.frame(2)[1], q.sift.frame(1)[1])
+    with pytest.raises(ValueError, match="with and without SIFT"):
+        V.LocalFeatures.concat([q, V.LocalFeatures(q.counts, q.coords, q.descriptors, q.static, q.mirrored)])
+    with pytest.raises(ValueError, match="SIFT keypoints of 1 frames"):
+        V.LocalFeatures(q.counts, q.coords, q.descriptors, q.static, sift=q.sift.take(0))
+    with pytest.raises(ValueError, match="expected 128"):
+        V.LocalFeatures(q.counts, q.coords, q.descriptors, q.static,
+                        sift=V.LocalFeatures(q.counts, q.coords, q.descriptors, q.static))
+
+
+def test_local_features_of_the_orb_only_format_are_still_read():
+    """A bank row or signal written before SIFT (format 1, no SIFT set) reads back, without SIFT."""
+    import io
+
+    _, q = _video([_texture(s) for s in range(2)], query=True)
+    orb_only = V.LocalFeatures(q.counts, q.coords, q.descriptors, q.static, q.mirrored)
+    buf = io.BytesIO()
+    np.savez(buf, version=np.array([1], "<i4"), **orb_only.to_arrays())
+    back = V.LocalFeatures.from_bytes(buf.getvalue(), source="old")
+    assert back.sift is None and len(back) == 2 and back.mirrored is not None
+
+
+def test_sift_finds_a_small_copy_and_its_mirror():
+    """SIFT's evidence: a copy shrunk to a picture-in-picture inset (150 of 224 px), also mirrored,
+    verifies through the SIFT set alone (its mirror by descriptor permutation, no second pass);
+    blurred as well, SIFT keeps more evidence of it than ORB."""
+    import cv2
+
+    ref = [_texture(s) for s in range(4)]
+    rt, rl = _video(ref, query=False)
+
+    def inset(f, flip, blur):
+        g = cv2.resize(f, (150, 150), interpolation=cv2.INTER_AREA)
+        g = cv2.GaussianBlur(g, (3, 3), 0) if blur else g
+        out = _texture(900)
+        out[20:170, 30:180] = g[:, ::-1] if flip else g
+        return out
+
+    def parts(q):
+        sift_only = V.LocalFeatures(np.zeros(len(q), np.int32), np.zeros((0, 2)), np.zeros((0, 32), np.uint8),
+                                    np.zeros(0, bool), sift=q.sift)
+        return sift_only, V.LocalFeatures(q.counts, q.coords, q.descriptors, q.static, q.mirrored)
+
+    for flip in (False, True):
+        qt, q = _video([inset(f, flip, False) for f in ref], query=True)
+        sift_only, _ = parts(q)
+        ev = V.verify(sift_only, qt, rl, rt, _seg(4))
+        assert V.weight(ev) == 1.0, (flip, ev)
+        # Both kinds together: the better of the two per frame pair.
+        assert V.verify(q, qt, rl, rt, _seg(4)).content_inliers >= ev.content_inliers
+        qt, q = _video([inset(f, flip, True) for f in ref], query=True)
+        sift_only, orb_only = parts(q)
+        e_sift = V.verify(sift_only, qt, rl, rt, _seg(4)).content_inliers
+        e_orb = V.verify(orb_only, qt, rl, rt, _seg(4)).content_inliers
+        assert e_sift > e_orb, (flip, e_sift, e_orb)
+    # The permutation is what a mirror's SIFT descriptors are: close to a second SIFT pass.
+    g = cv2.cvtColor(ref[0], cv2.COLOR_RGB2GRAY)
+    sift = cv2.SIFT_create(nfeatures=300)
+    kp, d = sift.detectAndCompute(g, None)
+    km, dm = sift.detectAndCompute(np.ascontiguousarray(g[:, ::-1]), None)
+    p = np.array([k.pt for k in kp])
+    pm = np.array([k.pt for k in km])
+    pm[:, 0] = g.shape[1] - 1 - pm[:, 0]
+    i, j = np.nonzero(np.abs(p[:, None] - pm[None]).max(axis=2) < 0.5)
+    assert len(i) >= 20
+    _, dperm, _ = V.mirror_sift((p.astype(np.float32), d.astype(np.float32), np.zeros(len(p), bool)))
+    assert np.median(np.linalg.norm(dperm[i] - dm[j], axis=1)) < 0.2 * np.median(np.linalg.norm(d[i] - dm[j], axis=1))
 
 
 def test_work_size_restores_the_display_aspect():

@@ -102,12 +102,15 @@ def local_extractor(keypoints: str, info):
     frames alone, ``"none"`` nothing (None)."""
     if check_keypoints(keypoints) == "none":
         return None
-    from vmatch.verify import DETECT_KEYPOINTS, QUERY_KEYPOINTS, Extractor
+    from vmatch.verify import (DETECT_KEYPOINTS, QUERY_KEYPOINTS, SIFT_DETECT_KEYPOINTS, SIFT_QUERY_KEYPOINTS,
+                               Extractor)
 
     aspect = info.width / info.height if info.width and info.height else 0.0
     if keypoints == "query":
-        return Extractor(aspect=aspect, mirrored=True, max_keypoints=QUERY_KEYPOINTS)
-    return Extractor(aspect=aspect, mirrored=False, max_keypoints=DETECT_KEYPOINTS)
+        return Extractor(aspect=aspect, mirrored=True, max_keypoints=QUERY_KEYPOINTS,
+                         sift_keypoints=SIFT_QUERY_KEYPOINTS)
+    return Extractor(aspect=aspect, mirrored=False, max_keypoints=DETECT_KEYPOINTS,
+                     sift_keypoints=SIFT_DETECT_KEYPOINTS)
 
 
 def video_duration(info, last_t: float, fps: float) -> float:

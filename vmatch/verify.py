@@ -11,6 +11,14 @@ scaled, rotated a little, re-encoded, captioned — keeps its keypoints in one g
 a look-alike matches glyphs, textures and template elements here and there, with no common
 geometry. Flips: the query's keypoints are also extracted from the mirrored frame.
 
+Two kinds of local features are compared, and a frame pair's evidence is the better of the two:
+ORB (binary, fast, good on sharp synthetic content) and small SIFT keypoints (more robust to the
+blur of low-resolution re-encodes and to the rescaling of picture-in-picture and 9:16 re-edits;
+chosen with ``benchmarks/verify_study.py`` on the training part and a third draw, where it found
+50 of 79 copies against ORB's 47 and 7 of 44 against 5, with no negative more flagged). A
+mirror's SIFT descriptors are a permutation of the frame's own (:func:`mirror_sift`): no second
+SIFT pass.
+
 *Static content*: what does not change along a reference (a static camera's background, a slide
 template, a terminal's window chrome, a logo) is shared by every video of that source, copy or
 not. At indexing, each reference keypoint found again at the same place (same descriptor) in most
@@ -30,8 +38,9 @@ Frames: the sampled frames the CNN sees (squashed to the model's input size) are
 grey and stretched back to the video's display aspect (long side <= 2x the short one), so that
 ORB's patches are isotropic whatever the query's aspect (vertical 9:16 re-edits included).
 
-Storage (no media): per keypoint 2 x uint16 coordinates (1/16 px), a 32-byte ORB descriptor and a
-static bit; :data:`MAX_KEYPOINTS` per frame at most (~9 KB a frame for a reference).
+Storage (no media): per keypoint 2 x uint16 coordinates (1/16 px), a 32-byte ORB or 128-byte SIFT
+descriptor and a static bit; :data:`MAX_KEYPOINTS` per frame of each kind at most (~9 KB of ORB
+and up to ~34 KB of SIFT a frame for a reference).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vmatch.errors import UsageError
-from vmatch.keypoints import LocalFeatures, empty  # noqa: F401 - the record, re-exported
+from vmatch.keypoints import ORB_BYTES, SIFT_BYTES, LocalFeatures, empty  # noqa: F401 - the record, re-exported
 
 #: Keypoints stored per reference frame at most: the non-static ones first (see :func:`prepare_reference`).
 MAX_KEYPOINTS = 256
@@ -50,6 +59,19 @@ MAX_KEYPOINTS = 256
 #: the static ones are found and the kept ones chosen; on a query (and its mirror) as they are.
 DETECT_KEYPOINTS = 1024
 QUERY_KEYPOINTS = 512
+#: SIFT keypoints detected per reference frame (before the static ones are found; MAX_KEYPOINTS
+#: kept) and per query frame (kept as they are): SIFT finds blurred, small and rescaled content
+#: (low-resolution re-encodes, picture-in-picture, 9:16 re-edits) that ORB at this frame size misses.
+SIFT_DETECT_KEYPOINTS = 512
+SIFT_QUERY_KEYPOINTS = 384
+#: Largest SIFT keypoint kept (diameter, pixels of the work frame). A larger keypoint's descriptor
+#: spans a region a moving object changes, so a static camera's background near the objects is not
+#: found static and a recording at another time would verify (``tests/test_verify.py``); chosen on
+#: the training part and a third draw (``benchmarks/verify_study.py``).
+SIFT_MAX_SIZE = 5.0
+#: Largest L2 distance between the SIFT descriptors of a keypoint and its static twin (SIFT
+#: descriptors have norm ~512; ORB's twin bound is 48 of 256 bits).
+SIFT_TWIN_L2 = 160.0
 #: A reference keypoint is static when found again in most reference frames at least this far away.
 STATIC_GAP_S = 3.0
 #: Reference frames compared per frame to decide which keypoints are static.
@@ -78,17 +100,22 @@ def work_size(input_hw: tuple[int, int], aspect: float) -> tuple[int, int]:
 
 
 class Extractor:
-    """ORB keypoints of frames, one frame at a time (not thread-safe: one per thread)."""
+    """ORB and SIFT keypoints of frames, one frame at a time (not thread-safe: one per thread).
+    ``mirrored`` extracts ORB keypoints of the mirror image too; SIFT's mirror needs no second
+    pass (:func:`mirror_sift`). ``sift_keypoints=0`` extracts no SIFT set."""
 
-    def __init__(self, *, aspect: float, mirrored: bool = False, max_keypoints: int = DETECT_KEYPOINTS) -> None:
+    def __init__(self, *, aspect: float, mirrored: bool = False, max_keypoints: int = DETECT_KEYPOINTS,
+                 sift_keypoints: int = SIFT_DETECT_KEYPOINTS) -> None:
         cv2 = _cv2()
         self._cv2 = cv2
         self.aspect = float(aspect) if aspect else 0.0
         self.mirrored = bool(mirrored)
         self._orb = cv2.ORB_create(nfeatures=int(max_keypoints), scaleFactor=1.2, nlevels=6, edgeThreshold=15,
                                    patchSize=15, fastThreshold=10)
+        self._sift = cv2.SIFT_create(nfeatures=int(sift_keypoints)) if sift_keypoints else None
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []
         self._parts_m: list[tuple[np.ndarray, np.ndarray]] = []
+        self._parts_s: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _grey(self, rgb: np.ndarray) -> np.ndarray:
         cv2 = self._cv2
@@ -96,16 +123,22 @@ class Extractor:
         wh = work_size(rgb.shape[:2], self.aspect)
         return cv2.resize(g, wh, interpolation=cv2.INTER_LINEAR) if wh != (g.shape[1], g.shape[0]) else g
 
-    def _detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        kp, d = self._orb.detectAndCompute(grey, None)
+    def _detect(self, grey: np.ndarray, sift: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        kp, d = (self._sift if sift else self._orb).detectAndCompute(grey, None)
         if d is None or not kp:
-            return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+            return np.zeros((0, 2), np.float32), np.zeros((0, SIFT_BYTES if sift else ORB_BYTES), np.uint8)
+        if sift:  # small keypoints only; OpenCV's SIFT descriptors are integers in [0, 255] held as float32
+            keep = [i for i, k in enumerate(kp) if k.size <= SIFT_MAX_SIZE]
+            coords = np.array([kp[i].pt for i in keep], np.float32).reshape(-1, 2)
+            return coords, np.clip(np.round(d[keep]), 0, 255).astype(np.uint8).reshape(-1, SIFT_BYTES)
         return np.array([k.pt for k in kp], np.float32), d
 
     def add(self, rgb: np.ndarray) -> None:
         """Extract the keypoints of one RGB frame (uint8 [H, W, 3]), appended as the next frame."""
         g = self._grey(rgb)
         self._parts.append(self._detect(g))
+        if self._sift is not None:
+            self._parts_s.append(self._detect(g, sift=True))
         if self.mirrored:
             self._parts_m.append(self._detect(np.ascontiguousarray(g[:, ::-1])))
 
@@ -114,16 +147,17 @@ class Extractor:
             self.add(f)
 
     def result(self) -> LocalFeatures:
-        def pack(parts):
+        def pack(parts, width=ORB_BYTES):
             if not parts:
-                return empty()
+                return empty(width=width)
             counts = np.array([len(c) for c, _ in parts], np.int32)
             return LocalFeatures(counts, np.concatenate([c for c, _ in parts]), np.concatenate([d for _, d in parts]),
                                  np.zeros(int(counts.sum()), bool))
 
         main = pack(self._parts)
         m = pack(self._parts_m) if self.mirrored else None
-        return LocalFeatures(main.counts, main.coords, main.descriptors, main.static, m)
+        sift = pack(self._parts_s, SIFT_BYTES) if self._sift is not None else None
+        return LocalFeatures(main.counts, main.coords, main.descriptors, main.static, m, sift=sift)
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -134,9 +168,10 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 
 
 def _static_twins(pj: np.ndarray, dj: np.ndarray, pk: np.ndarray, dk: np.ndarray, max_px: float,
-                  max_hamming: int, cap: int = 8) -> np.ndarray:
+                  max_hamming: int, cap: int = 8, max_l2: float = SIFT_TWIN_L2) -> np.ndarray:
     """bool [len(pj)]: which keypoints of one frame have a twin in another (a keypoint within
-    ``max_px`` pixels whose descriptor is within ``max_hamming`` bits). The other frame's keypoints
+    ``max_px`` pixels whose descriptor is within ``max_hamming`` bits, ORB, or ``max_l2``, SIFT).
+    The other frame's keypoints
     are put in a grid of ``2 * max_px`` cells (``cap`` a cell at most), so each keypoint is compared
     with those of the 3 x 3 cells around it only."""
     cell = 2.0 * max_px
@@ -166,9 +201,13 @@ def _static_twins(pj: np.ndarray, dj: np.ndarray, pk: np.ndarray, dk: np.ndarray
     d = np.abs(pk[other] - pj[rows])
     close = (d[:, 0] <= max_px) & (d[:, 1] <= max_px)
     rows, other = rows[close], other[close]
+    out = np.zeros(len(pj), bool)
+    if dj.shape[1] == SIFT_BYTES:
+        diff = dj[rows].astype(np.float32) - dk[other].astype(np.float32)
+        out[rows[np.einsum("ij,ij->i", diff, diff) <= max_l2 * max_l2]] = True
+        return out
     dj64, dk64 = dj.view(np.uint64), dk.view(np.uint64)  # [n, 4] words of 64 bits
     ham = _popcount(dj64[rows] ^ dk64[other]).sum(axis=1)
-    out = np.zeros(len(pj), bool)
     out[rows[ham <= max_hamming]] = True
     return out
 
@@ -202,7 +241,10 @@ def with_static(local: LocalFeatures, timestamps: np.ndarray, *, gap_s: float = 
         else:
             flags.append(np.zeros(len(pj), bool))
     static = np.concatenate(flags) if flags else np.zeros(0, bool)
-    return LocalFeatures(local.counts, local.coords, local.descriptors, static, local.mirrored, local.reference)
+    sift = (with_static(local.sift, ts, gap_s=gap_s, probes=probes, max_px=max_px, max_hamming=max_hamming,
+                        min_share=min_share) if local.sift is not None else None)
+    return LocalFeatures(local.counts, local.coords, local.descriptors, static, local.mirrored, local.reference,
+                         sift)
 
 
 def prepare_reference(local: LocalFeatures, timestamps: np.ndarray, *, keep: int = MAX_KEYPOINTS) -> LocalFeatures:
@@ -211,18 +253,25 @@ def prepare_reference(local: LocalFeatures, timestamps: np.ndarray, *, keep: int
     after, ``keep`` at most; mirrored keypoints dropped (the query brings its mirror)."""
     if local.reference:
         return local
-    local = with_static(LocalFeatures(local.counts, local.coords, local.descriptors, local.static), timestamps)
-    counts, rows = [], []
-    start = 0
-    for j in range(len(local)):
-        st = local.frame(j)[2]
-        order = np.concatenate([np.flatnonzero(~st), np.flatnonzero(st)])[:keep]
-        rows.append(start + order)
-        counts.append(len(order))
-        start += len(st)
-    idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    return LocalFeatures(np.asarray(counts, np.int32), local.coords[idx], local.descriptors[idx], local.static[idx],
-                         reference=True)
+    local = with_static(LocalFeatures(local.counts, local.coords, local.descriptors, local.static, sift=local.sift),
+                        timestamps)
+
+    def kept(lf: LocalFeatures) -> LocalFeatures:
+        counts, rows = [], []
+        start = 0
+        for j in range(len(lf)):
+            st = lf.frame(j)[2]
+            order = np.concatenate([np.flatnonzero(~st), np.flatnonzero(st)])[:keep]
+            rows.append(start + order)
+            counts.append(len(order))
+            start += len(st)
+        idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return LocalFeatures(np.asarray(counts, np.int32), lf.coords[idx], lf.descriptors[idx], lf.static[idx],
+                             reference=True)
+
+    main = kept(local)
+    return LocalFeatures(main.counts, main.coords, main.descriptors, main.static, reference=True,
+                         sift=kept(local.sift) if local.sift is not None else None)
 
 
 # ---------------------------------------------------------------------- verification
@@ -282,15 +331,34 @@ class Evidence:
         return self.content_inliers if name == "best" else self.second_content_inliers
 
 
-def _inliers(cv2, bf, q, r, params: VerifyParams) -> tuple[int, int]:
-    """(content inliers, inliers) of query keypoints ``q`` against reference ``r``."""
+def mirror_sift(frame: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SIFT keypoints of a frame's mirror image, from the frame's own: x negated (the affine
+    fit absorbs the frame width) and each descriptor permuted — mirroring reverses the rows of
+    SIFT's 4 x 4 grid in the keypoint's frame and negates its 8 orientation bins (measured: the
+    permuted descriptors are within L2 ~33 of those OpenCV computes on the mirror, norm ~512)."""
+    coords, desc, static = frame
+    m = coords.copy()
+    m[:, 0] = -m[:, 0]
+    return m, desc[:, _SIFT_MIRROR], static
+
+
+_SIFT_MIRROR = np.arange(128).reshape(4, 4, 8)[::-1, :, :][:, :, (-np.arange(8)) % 8].reshape(-1)
+
+
+def _inliers(cv2, bf, q, r, params: VerifyParams, sift: bool = False) -> tuple[int, int]:
+    """(content inliers, inliers) of query keypoints ``q`` against reference ``r`` (ORB, or
+    SIFT with ``sift``)."""
     pq, dq, _ = q
     pr, dr, sr = r
     if len(dq) < 6 or len(dr) < 6:
         return 0, 0
-    ms = bf.knnMatch(dq, dr, k=2)
-    good = [m[0] for m in ms if len(m) == 2 and m[0].distance < params.ratio * m[1].distance
-            and m[0].distance <= params.max_hamming]
+    if sift:
+        ms = bf.knnMatch(dq.astype(np.float32), dr.astype(np.float32), k=2)
+        good = [m[0] for m in ms if len(m) == 2 and m[0].distance < params.ratio * m[1].distance]
+    else:
+        ms = bf.knnMatch(dq, dr, k=2)
+        good = [m[0] for m in ms if len(m) == 2 and m[0].distance < params.ratio * m[1].distance
+                and m[0].distance <= params.max_hamming]
     if len(good) < 6:
         return 0, 0
     qi = np.fromiter((m.queryIdx for m in good), np.int64, len(good))
@@ -339,14 +407,21 @@ def verify(query: LocalFeatures, q_times: np.ndarray, ref: LocalFeatures, r_time
     :class:`LocalFeatures`; the query's mirrored keypoints are tried too when present)."""
     cv2 = _cv2()
     bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+    bf_sift = cv2.BFMatcher(cv2.NORM_L2)
+    with_sift = query.sift is not None and ref.sift is not None
     scores: list[tuple[int, int]] = []
     for i, js in frame_pairs(q_times, r_times, seg, params.frames):
         best = (0, 0)
+        qs = query.sift.frame(i) if with_sift else None
         for j in js:
             r = ref.frame(j)
             best = max(best, _inliers(cv2, bf, query.frame(i), r, params))
             if query.mirrored is not None:
                 best = max(best, _inliers(cv2, bf, query.mirrored.frame(i), r, params))
+            if with_sift:
+                rs = ref.sift.frame(j)
+                best = max(best, _inliers(cv2, bf_sift, qs, rs, params, sift=True),
+                           _inliers(cv2, bf_sift, mirror_sift(qs), rs, params, sift=True))
         scores.append(best)
     if not scores:
         return Evidence(0.0, 0.0, 0)
@@ -365,5 +440,11 @@ def weight(evidence: Evidence | None, params: VerifyParams = VerifyParams()) -> 
 
 def fused_score(cnn_score: float, evidence: Evidence | None, params: VerifyParams = VerifyParams()) -> float:
     """The pair score compared with the global threshold: the CNN score times the verification
-    weight, so that a pair without content evidence scores 0 however alike its frames look."""
+    weight, so that a pair without content evidence scores 0 however alike its frames look.
+
+    (Tried and dropped: letting strong content evidence lift a pair the CNN scores below the
+    threshold. On the training part and a third draw it found one more copy in 123, and it made a
+    match of two unrelated videos that share one identical title slide —
+    ``tests/test_pipeline.py::test_black_solid_and_text_slides_do_not_make_a_match``: the CNN's
+    score normalisation is what says such generic content is no copy.)"""
     return float(cnn_score) * weight(evidence, params)
