@@ -73,7 +73,8 @@ class Method:
         elif name.startswith("sift"):
             # sift, sift-c<contrast>, sift-s<largest keypoint size>
             c = float(name.split("-c")[1]) if "-c" in name else 0.04
-            self.max_size = float(name.split("-s")[1]) if "-s" in name else 1e9
+            self.max_size = float(name.split("-s")[1].split("-")[0]) if "-s" in name else 1e9
+            self.half = name.endswith("-h")  # detect on the frame at half size (coordinates scaled back)
             self.det_ref = cv2.SIFT_create(nfeatures=512, contrastThreshold=c)
             self.det_q = cv2.SIFT_create(nfeatures=384, contrastThreshold=c)
             self.norm, self.twin, self.maxd = cv2.NORM_L2, 160.0, 1e9
@@ -81,6 +82,9 @@ class Method:
             raise SystemExit(f"unknown method {name}")
 
     def detect(self, g: np.ndarray, query: bool):
+        half = getattr(self, "half", False)
+        if half:
+            g = self.cv2.resize(g, (g.shape[1] // 2, g.shape[0] // 2), interpolation=self.cv2.INTER_AREA)
         kp, d = (self.det_q if query else self.det_ref).detectAndCompute(g, None)
         if d is None or not kp:
             return np.zeros((0, 2), np.float32), np.zeros((0, 32 if self.norm != self.cv2.NORM_L2 else 128), np.uint8)
@@ -88,7 +92,8 @@ class Method:
             keep = [i for i, k in enumerate(kp) if k.size <= self.max_size]
             kp, d = [kp[i] for i in keep], d[keep]
             d = np.clip(np.round(d), 0, 255).astype(np.uint8).reshape(-1, 128)
-            return np.array([k.pt for k in kp], np.float32).reshape(-1, 2), d
+            pts = np.array([k.pt for k in kp], np.float32).reshape(-1, 2)
+            return (pts * 2.0 + 0.5 if half else pts), d
         return np.array([k.pt for k in kp], np.float32), d
 
     def dist(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ a look-alike matches glyphs, textures and template elements here and there, with
 geometry. Flips: the query's keypoints are also extracted from the mirrored frame.
 
 Two kinds of local features are compared, and a frame pair's evidence is the better of the two:
-ORB (binary, fast, good on sharp synthetic content) and small SIFT keypoints (more robust to the
+ORB (binary, fast, good on sharp synthetic content) and small SIFT keypoints of the frame at half
+size (more robust to the
 blur of low-resolution re-encodes and to the rescaling of picture-in-picture and 9:16 re-edits;
 chosen with ``benchmarks/verify_study.py`` on the training part and a third draw, where it found
 50 of 79 copies against ORB's 47 and 7 of 44 against 5, with no negative more flagged). A
@@ -64,10 +65,13 @@ QUERY_KEYPOINTS = 512
 #: (low-resolution re-encodes, picture-in-picture, 9:16 re-edits) that ORB at this frame size misses.
 SIFT_DETECT_KEYPOINTS = 512
 SIFT_QUERY_KEYPOINTS = 384
-#: Largest SIFT keypoint kept (diameter, pixels of the work frame). A larger keypoint's descriptor
-#: spans a region a moving object changes, so a static camera's background near the objects is not
-#: found static and a recording at another time would verify (``tests/test_verify.py``); chosen on
-#: the training part and a third draw (``benchmarks/verify_study.py``).
+#: SIFT runs on the work frame at half size (a quarter of the cost of the full size, which SIFT
+#: doubles first; its keypoints then match fewer glyphs of one font: slides of one template with
+#: other text reached 6 places against 13 at full size on the training part). Largest SIFT keypoint
+#: kept (diameter, pixels of that half-size frame): a larger keypoint's descriptor spans a region
+#: a moving object changes, so a static camera's background near the objects is not found static
+#: and a recording at another time would verify (``tests/test_verify.py``). Both chosen on the
+#: training part and a third draw (``benchmarks/verify_study.py``).
 SIFT_MAX_SIZE = 5.0
 #: Largest L2 distance between the SIFT descriptors of a keypoint and its static twin (SIFT
 #: descriptors have norm ~512; ORB's twin bound is 48 of 256 bits).
@@ -124,12 +128,15 @@ class Extractor:
         return cv2.resize(g, wh, interpolation=cv2.INTER_LINEAR) if wh != (g.shape[1], g.shape[0]) else g
 
     def _detect(self, grey: np.ndarray, sift: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if sift:  # on the frame at half size (SIFT doubles its input first): coordinates scaled back
+            h, w = grey.shape[:2]
+            grey = self._cv2.resize(grey, (max(1, w // 2), max(1, h // 2)), interpolation=self._cv2.INTER_AREA)
         kp, d = (self._sift if sift else self._orb).detectAndCompute(grey, None)
         if d is None or not kp:
             return np.zeros((0, 2), np.float32), np.zeros((0, SIFT_BYTES if sift else ORB_BYTES), np.uint8)
         if sift:  # small keypoints only; OpenCV's SIFT descriptors are integers in [0, 255] held as float32
             keep = [i for i, k in enumerate(kp) if k.size <= SIFT_MAX_SIZE]
-            coords = np.array([kp[i].pt for i in keep], np.float32).reshape(-1, 2)
+            coords = np.array([kp[i].pt for i in keep], np.float32).reshape(-1, 2) * 2.0 + 0.5
             return coords, np.clip(np.round(d[keep]), 0, 255).astype(np.uint8).reshape(-1, SIFT_BYTES)
         return np.array([k.pt for k in kp], np.float32), d
 
