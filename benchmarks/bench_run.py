@@ -174,7 +174,7 @@ def run_vmatch(refs, queries, workdir: Path, *, ref_decode=None, model: str | No
         "index_s": idx_s, "index_video_s": idx_video_s, "match_s": m_s, "match_video_s": m_video_s,
         "load_s": load_s, "errors": errors,
         "note": "EfficientNet-Lite0 GeM + whitening, 1 frame/s, CPU; scores from report; threshold = report.threshold"
-                + ("; pairs verified with ORB keypoints + RANSAC, fused score (vmatch/verify.py)" if verify
+                + ("; pairs verified with ORB + SIFT keypoints and RANSAC, fused score (vmatch/verify.py)" if verify
                    else "; unverified CNN scores, no keypoints (before issue 14)")
                 + ("; references indexed with skip_nonref" if decode.skip_nonref else "")
                 + (f"; references indexed in keyframe mode (GOPs <= {decode.keyframe_gop:g} s)" if decode.keyframe_gop else "")

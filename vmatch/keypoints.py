@@ -3,7 +3,9 @@
 What :mod:`vmatch.verify` extracts, a bank stores per reference, and a ``.vmsig`` carries for a
 query: per keypoint its (x, y) position in the aspect-corrected grey frame, its descriptor (32-byte
 ORB; 128-byte SIFT in the :attr:`LocalFeatures.sift` set) and a static bit; arrays only, written
-with numpy (``allow_pickle=False``), never media.
+with numpy (``allow_pickle=False``), never media. And a reference's keypoints as a bank stores them
+(:func:`prepare_reference`): static flags set (:func:`with_static`, see :mod:`vmatch.verify`), the
+non-static ones first, :data:`MAX_KEYPOINTS` of each kind per frame.
 """
 
 from __future__ import annotations
@@ -180,3 +182,129 @@ def empty(mirrored: bool = False, width: int = ORB_BYTES) -> LocalFeatures:
     return LocalFeatures(z.counts, z.coords, z.descriptors, z.static, z if mirrored else None)
 
 
+# ---------------------------------------------------------------------- a reference as stored
+#: Keypoints stored per reference frame at most: the non-static ones first (see :func:`prepare_reference`).
+MAX_KEYPOINTS = 256
+#: Largest L2 distance between the SIFT descriptors of a keypoint and its static twin (SIFT
+#: descriptors have norm ~512; ORB's twin bound is 48 of 256 bits).
+SIFT_TWIN_L2 = 160.0
+#: A reference keypoint is static when found again in most reference frames at least this far away.
+STATIC_GAP_S = 3.0
+#: Reference frames compared per frame to decide which keypoints are static.
+STATIC_PROBES = 4
+#: A keypoint found again in at least 1/STATIC_SHARE of the probes is static.
+STATIC_SHARE = 4
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (numpy >= 2 has it built in)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return np.unpackbits(x.view(np.uint8), axis=-1).reshape(*x.shape, 64).sum(axis=-1)  # pragma: no cover
+
+
+def _static_twins(pj: np.ndarray, dj: np.ndarray, pk: np.ndarray, dk: np.ndarray, max_px: float,
+                  max_hamming: int, cap: int = 8, max_l2: float = SIFT_TWIN_L2) -> np.ndarray:
+    """bool [len(pj)]: which keypoints of one frame have a twin in another (a keypoint within
+    ``max_px`` pixels whose descriptor is within ``max_hamming`` bits, ORB, or ``max_l2``, SIFT).
+    The other frame's keypoints
+    are put in a grid of ``2 * max_px`` cells (``cap`` a cell at most), so each keypoint is compared
+    with those of the 3 x 3 cells around it only."""
+    cell = 2.0 * max_px
+    ck = np.floor(pk / cell).astype(np.int64)
+    ncx, ncy = int(ck[:, 0].max()) + 3, int(ck[:, 1].max()) + 3
+    grid = np.full((ncx, ncy, cap), -1, np.int64)
+    key = (ck[:, 0] + 1) * ncy + (ck[:, 1] + 1)
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.searchsorted(ks, ks, side="left")
+    rank = np.arange(len(ks)) - first
+    ok = rank < cap
+    flat = grid.reshape(-1, cap)
+    flat[ks[ok], rank[ok]] = order[ok]
+    cj = np.floor(pj / cell).astype(np.int64) + 1
+    cand = []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            x, y = cj[:, 0] + dx, cj[:, 1] + dy
+            inside = (x >= 0) & (x < ncx) & (y >= 0) & (y < ncy)
+            c = np.full((len(pj), cap), -1, np.int64)
+            c[inside] = grid[x[inside], y[inside]]
+            cand.append(c)
+    cand = np.concatenate(cand, axis=1)  # [n, 9 * cap]
+    rows, cols = np.nonzero(cand >= 0)
+    other = cand[rows, cols]
+    d = np.abs(pk[other] - pj[rows])
+    close = (d[:, 0] <= max_px) & (d[:, 1] <= max_px)
+    rows, other = rows[close], other[close]
+    out = np.zeros(len(pj), bool)
+    if dj.shape[1] == SIFT_BYTES:
+        diff = dj[rows].astype(np.float32) - dk[other].astype(np.float32)
+        out[rows[np.einsum("ij,ij->i", diff, diff) <= max_l2 * max_l2]] = True
+        return out
+    dj64, dk64 = dj.view(np.uint64), dk.view(np.uint64)  # [n, 4] words of 64 bits
+    ham = _popcount(dj64[rows] ^ dk64[other]).sum(axis=1)
+    out[rows[ham <= max_hamming]] = True
+    return out
+
+
+def with_static(local: LocalFeatures, timestamps: np.ndarray, *, gap_s: float = STATIC_GAP_S,
+                probes: int = STATIC_PROBES, max_px: float = 4.0, max_hamming: int = 48,
+                min_share: int = STATIC_SHARE) -> LocalFeatures:
+    """``local`` (a reference's keypoints) with its static flags set: a keypoint is static when a
+    keypoint with a descriptor within ``max_hamming`` bits lies within ``max_px`` pixels of it in at
+    least 1/``min_share`` of ``probes`` reference frames at least ``gap_s`` seconds away (evenly
+    spread; moving content is rarely found again at the same place seconds later, while a static
+    one can be hidden by what moves in front of it).
+    A reference shorter than ``gap_s`` has no static keypoint."""
+    ts = np.asarray(timestamps, np.float64)
+    n = len(local)
+    if n != len(ts):
+        raise ValueError(f"with_static: {n} frames of keypoints for {len(ts)} timestamps")
+    flags = []
+    for j in range(n):
+        pj, dj, _ = local.frame(j)
+        far = np.flatnonzero(np.abs(ts - ts[j]) >= gap_s)
+        hits = np.zeros(len(pj), np.int32)
+        if len(pj) and len(far):
+            picks = far[np.unique(np.linspace(0, len(far) - 1, min(probes, len(far))).round().astype(int))]
+            for k in picks:
+                pk, dk, _ = local.frame(int(k))
+                if len(pk):
+                    hits += _static_twins(pj, np.ascontiguousarray(dj), pk, np.ascontiguousarray(dk), max_px,
+                                          max_hamming)
+            flags.append(hits * min_share >= len(picks))
+        else:
+            flags.append(np.zeros(len(pj), bool))
+    static = np.concatenate(flags) if flags else np.zeros(0, bool)
+    sift = (with_static(local.sift, ts, gap_s=gap_s, probes=probes, max_px=max_px, max_hamming=max_hamming,
+                        min_share=min_share) if local.sift is not None else None)
+    return LocalFeatures(local.counts, local.coords, local.descriptors, static, local.mirrored, local.reference,
+                         sift)
+
+
+def prepare_reference(local: LocalFeatures, timestamps: np.ndarray, *, keep: int = MAX_KEYPOINTS) -> LocalFeatures:
+    """A reference's keypoints as stored: static flags set (:func:`with_static`), then per frame the
+    non-static keypoints first (in detection order: strongest pyramid level first), static ones
+    after, ``keep`` at most; mirrored keypoints dropped (the query brings its mirror)."""
+    if local.reference:
+        return local
+    local = with_static(LocalFeatures(local.counts, local.coords, local.descriptors, local.static, sift=local.sift),
+                        timestamps)
+
+    def kept(lf: LocalFeatures) -> LocalFeatures:
+        counts, rows = [], []
+        start = 0
+        for j in range(len(lf)):
+            st = lf.frame(j)[2]
+            order = np.concatenate([np.flatnonzero(~st), np.flatnonzero(st)])[:keep]
+            rows.append(start + order)
+            counts.append(len(order))
+            start += len(st)
+        idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return LocalFeatures(np.asarray(counts, np.int32), lf.coords[idx], lf.descriptors[idx], lf.static[idx],
+                             reference=True)
+
+    main = kept(local)
+    return LocalFeatures(main.counts, main.coords, main.descriptors, main.static, reference=True,
+                         sift=kept(local.sift) if local.sift is not None else None)
