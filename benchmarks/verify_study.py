@@ -15,12 +15,11 @@ with the true pairs found per edit family. A study tool: methods are chosen on t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -158,34 +157,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=0.203)
     ap.add_argument("--out", default=None, help="write the evidence rows (JSON lines) here")
     args = ap.parse_args(argv)
-    import bench_run
-    from fit_verification import grid
-    from vmatch.types import Segment
+    from fit_verification import candidate_pairs, grid
     from vmatch.verify import frame_pairs
 
     bench = Path(args.bench)
     cache = Path(args.cache) / bench.name
-    refs, queries, gts, _ = bench_run.load_bench(bench)
-    qinfo = {q["query_id"]: q for q in queries}
-    gt_pairs = {(g.query_id, g.ref_id) for g in gts}
-    best: dict = {}
-    with open(args.predictions, newline="") as f:
-        for r in csv.DictReader(f):
-            k, s = (r["query_id"], r["ref_id"]), float(r["score"])
-            if k not in best or s > best[k][0]:
-                best[k] = (s, Segment(float(r["query_start"]), float(r["query_end"]), float(r["ref_start"]),
-                                      float(r["ref_end"]), s))
-    byq = defaultdict(list)
-    for (q, r), v in best.items():
-        byq[q].append((v[0], r))
-    keep = set()
-    for q, lst in byq.items():
-        lst.sort(reverse=True)
-        keep.update((q, r) for _, r in lst[:3])
-    keep.update(p for p in gt_pairs if p in best)
+    refs, qinfo, gt_pairs, best, keep = candidate_pairs(bench, Path(args.predictions))
+    queries = list(qinfo.values())
     n_pos = len(gt_pairs)
     n_neg = sum(q["kind"] == "negative" for q in queries)
-    refpath = dict(refs)
     all_rows = []
     for name in args.methods.split(","):
         m = Method(name)

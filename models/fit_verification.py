@@ -36,14 +36,14 @@ GRID_SPAN = (5, 10, 15, 20)
 MAX_FLAGGED = 0.01
 
 
-def evidence_rows(bench: Path, predictions: Path, top: int = 3) -> list[dict]:
+def candidate_pairs(bench: Path, predictions: Path, top: int = 3):
+    """What is verified on ``bench``: (references, queries by id, true pairs, best aligned segment
+    and CNN score per (query, reference) pair of the unverified ``predictions``, the pairs kept:
+    each query's ``top`` references by CNN score and its true pairs)."""
     import bench_run
-    from vmatch import verify as V
-    from vmatch.decode import iter_frames, probe
     from vmatch.types import Segment
 
     refs, queries, gts, _fam = bench_run.load_bench(bench)
-    refpath = dict(refs)
     qinfo = {q["query_id"]: q for q in queries}
     gt_pairs = {(g.query_id, g.ref_id) for g in gts}
     best: dict[tuple[str, str], tuple[float, Segment]] = {}
@@ -61,6 +61,14 @@ def evidence_rows(bench: Path, predictions: Path, top: int = 3) -> list[dict]:
         lst.sort(reverse=True)
         keep.update((q, r) for _, r in lst[:top])
     keep.update(p for p in gt_pairs if p in best)
+    return refs, qinfo, gt_pairs, best, keep
+
+
+def evidence_rows(bench: Path, predictions: Path, top: int = 3) -> list[dict]:
+    from vmatch import verify as V
+    from vmatch.decode import iter_frames, probe
+
+    refs, qinfo, gt_pairs, best, keep = candidate_pairs(bench, predictions, top)
 
     def load(path: Path, kind: str):
         from vmatch.sample import local_extractor
